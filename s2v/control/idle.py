@@ -1,0 +1,133 @@
+"""Idle life and prompt steering for head pose and blinks.
+
+The audio drives the mouth; this controller drives what a listener expects of a living face around
+it: slow head sway that grows while the person speaks, and blinks at human intervals. A free-text
+prompt steers it. Output rows follow CONTROL_CHANNELS and feed the graph's `controls` input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from s2v.contract import CONTROL_CHANNELS
+
+
+@dataclass(frozen=True)
+class MotionStyle:
+    """What a prompt can set. Amplitudes are radians at full speech activity."""
+
+    sway: float = 1.0  # multiplies every head amplitude
+    yaw_bias: float = 0.0  # radians, + looks towards image right
+    pitch_bias: float = 0.0  # radians, + looks down
+    nod: float = 1.0  # extra multiplier on pitch motion
+    blink_rate: float = 1.0  # blinks per (typical 4 s)
+
+
+# Phrases a prompt may contain, each one adjusting the style. Matching is by whole word, so
+# "calmly" does not match "calm" by accident; several phrases combine.
+_PHRASES: tuple[tuple[str, dict[str, float]], ...] = (
+    (r"\b(calm|still|serious|relaxed|steady|quiet)\b", {"sway": 0.5}),
+    (r"\b(lively|energetic|animated|excited|expressive|enthusiastic)\b", {"sway": 1.8}),
+    (r"\b(nod|nods|nodding|agree|agreeing)\b", {"nod": 2.5}),
+    (r"\b(sleepy|tired|drowsy)\b", {"blink_rate": 2.0, "pitch_bias": 0.04}),
+    (r"\b(focused|staring|intense)\b", {"blink_rate": 0.5, "sway": 0.7}),
+    (r"\blook(s|ing)? left\b", {"yaw_bias": -0.12}),
+    (r"\blook(s|ing)? right\b", {"yaw_bias": 0.12}),
+    (r"\blook(s|ing)? up\b", {"pitch_bias": -0.08}),
+    (r"\blook(s|ing)? down\b", {"pitch_bias": 0.08}),
+)
+
+
+def style_from_prompt(prompt: str) -> MotionStyle:
+    """Read a free-text prompt into a style; unknown words leave the default."""
+    style = MotionStyle()
+    text = prompt.lower()
+    for pattern, change in _PHRASES:
+        if re.search(pattern, text):
+            for key, value in change.items():
+                old = getattr(style, key)
+                new = old + value if key.endswith("_bias") else old * value
+                style = replace(style, **{key: new})
+    return style
+
+
+@dataclass
+class IdleConfig:
+    seed: int = 0
+    fps: int = 25
+    yaw: float = 0.035  # radians of sway at rest; doubles while speaking
+    pitch: float = 0.025
+    roll: float = 0.015
+    blink_interval_s: tuple[float, float] = (2.0, 6.0)
+    blink_close_s: float = 0.08
+    blink_open_s: float = 0.16
+    follow_s: float = 0.6  # time constant with which a new prompt takes over
+
+
+class MotionController:
+    """Produces `controls` rows frame by frame; deterministic for a seed."""
+
+    def __init__(self, config: IdleConfig | None = None) -> None:
+        self.config = config or IdleConfig()
+        self._rng = np.random.default_rng(self.config.seed)
+        # Three incommensurate slow sines per head axis read as natural sway, not as a loop.
+        self._freqs = self._rng.uniform(0.07, 0.45, size=(3, 3))
+        self._phases = self._rng.uniform(0, 2 * math.pi, size=(3, 3))
+        self._frame = 0
+        self._target = MotionStyle()
+        self._style = np.array(self._as_vector(self._target))
+        self._activity = 0.0
+        self._next_blink = self._draw_blink_gap()
+        self._blink_start = -(10**9)
+
+    @staticmethod
+    def _as_vector(style: MotionStyle) -> list[float]:
+        return [style.sway, style.yaw_bias, style.pitch_bias, style.nod, style.blink_rate]
+
+    def set_prompt(self, prompt: str) -> MotionStyle:
+        self._target = style_from_prompt(prompt)
+        return self._target
+
+    def _draw_blink_gap(self) -> int:
+        low, high = self.config.blink_interval_s
+        rate = max(float(self._style[4]), 0.1)
+        return int(self._rng.uniform(low, high) / rate * self.config.fps)
+
+    def _blink(self, frame: int) -> float:
+        cfg = self.config
+        t = (frame - self._blink_start) / cfg.fps
+        if t < 0:
+            return 0.0
+        if t < cfg.blink_close_s:
+            return t / cfg.blink_close_s
+        if t < cfg.blink_close_s + cfg.blink_open_s:
+            return 1.0 - (t - cfg.blink_close_s) / cfg.blink_open_s
+        return 0.0
+
+    def next(self, n: int, speech: float = 0.0) -> np.ndarray:
+        """Controls for the next n frames; `speech` in [0, 1] is the latest voice activity."""
+        cfg = self.config
+        out = np.zeros((n, len(CONTROL_CHANNELS)), np.float32)
+        follow = 1.0 - math.exp(-1.0 / (cfg.follow_s * cfg.fps))
+        target = np.array(self._as_vector(self._target))
+        for row in range(n):
+            frame = self._frame
+            self._style += follow * (target - self._style)
+            self._activity += 0.08 * (float(speech) - self._activity)
+            sway, yaw_bias, pitch_bias, nod, _ = self._style
+            t = frame / cfg.fps
+            wave = np.sin(2 * math.pi * self._freqs * t + self._phases).sum(axis=1) / 3.0
+            gain = sway * (1.0 + self._activity)
+            out[row, 0] = yaw_bias + gain * cfg.yaw * wave[0]
+            out[row, 1] = pitch_bias + gain * nod * cfg.pitch * wave[1]
+            out[row, 2] = gain * cfg.roll * wave[2]
+            if frame >= self._next_blink:
+                self._blink_start = frame
+                self._next_blink = frame + self._draw_blink_gap()
+            out[row, 3] = self._blink(frame)
+            self._frame += 1
+        return out

@@ -1,0 +1,1 @@
+"""Serving side of the model: ONNX Runtime only, no torch."""

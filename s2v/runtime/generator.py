@@ -1,0 +1,149 @@
+"""The one streaming generator API: push 16 kHz PCM, iterate over frames with the audio they show.
+
+The server, the offline renderer, the benchmarks and the tests all drive the model through this
+class. It knows nothing of transports: whoever feeds it decides the pacing. Each `AvatarFrame`
+carries the exact audio it was made from, so sound and picture stay in sync by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from s2v.avatar import Avatar
+from s2v.contract import MOTION_CHANNELS
+from s2v.control.idle import IdleConfig, MotionController, MotionStyle
+from s2v.runtime.model import ExportedModel
+
+log = logging.getLogger(__name__)
+
+_SPEECH = MOTION_CHANNELS.index("speech")
+
+
+@dataclass
+class AvatarFrame:
+    index: int  # frame number since the stream started, at the model's fps
+    image: np.ndarray  # H x W x 3 uint8 RGB, the whole output frame
+    audio: np.ndarray  # float32 16 kHz mono, exactly the samples this frame shows
+    motion: np.ndarray  # float32 [len(MOTION_CHANNELS)] the mouth motion drawn
+
+
+def as_float_pcm(pcm: np.ndarray) -> np.ndarray:
+    """16 kHz mono as float32 in [-1, 1], from int16 or float input."""
+    pcm = np.asarray(pcm)
+    if pcm.ndim != 1:
+        raise ValueError(f"expected mono 1-D PCM, got shape {pcm.shape}")
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / 32768.0
+    return np.clip(pcm.astype(np.float32, copy=False), -1.0, 1.0)
+
+
+class StreamingGenerator:
+    """Incremental audio -> video for one stream of one avatar.
+
+    `push_audio` may be called from any thread while another thread iterates `frames()`.
+    A frame is produced once its own audio and `lookahead_frames` frames after it are in.
+    """
+
+    def __init__(
+        self,
+        model: ExportedModel,
+        avatar: Avatar,
+        *,
+        idle: IdleConfig | None = None,
+        max_batch: int = 1,
+    ) -> None:
+        self.model = model
+        self.avatar = avatar
+        self.controller = MotionController(idle)
+        self.max_batch = max_batch
+        spec = model.contract.audio
+        self._step = spec.samples_per_frame
+        self._lookahead = model.contract.lookahead_frames
+        self._lock = threading.Lock()
+        self._pending = np.zeros(0, np.float32)  # audio not yet given to the graph
+        self._state = model.initial_state()
+        self._held: deque[np.ndarray] = deque()  # audio of frames the graph has seen but not yet drawn
+        self._steps = 0  # frames of audio given to the graph
+        self._speech = 0.0
+        x0, y0, x1, y1 = avatar.box
+        self._box = (slice(y0, y1), slice(x0, x1))
+
+    @property
+    def fps(self) -> int:
+        return self.model.contract.audio.fps
+
+    @property
+    def latency_s(self) -> float:
+        """Algorithmic latency: a frame waits for its own audio plus the look-ahead."""
+        return (1 + self._lookahead) / self.fps
+
+    def push_audio(self, pcm: np.ndarray) -> None:
+        samples = as_float_pcm(pcm)
+        with self._lock:
+            self._pending = np.concatenate([self._pending, samples])
+
+    def pending_samples(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def set_prompt(self, prompt: str) -> MotionStyle:
+        return self.controller.set_prompt(prompt)
+
+    def interrupt(self) -> None:
+        """Stop speaking now: drop queued audio and return the mouth to rest on the next frame.
+
+        The frames already seen by the graph are kept on the timeline but now carry silence, and
+        the state is zeroed (the graph's "silence before"), so the very next frame is at rest.
+        """
+        with self._lock:
+            self._pending = np.zeros(0, np.float32)
+            self._state = self.model.initial_state()
+            for i in range(len(self._held)):
+                self._held[i] = np.zeros(self._step, np.float32)
+
+    def frames(self) -> Iterator[AvatarFrame]:
+        """Generate every frame whose audio (and look-ahead) is in; returns when none is left."""
+        while True:
+            with self._lock:
+                n = min(len(self._pending) // self._step, self.max_batch)
+                if n == 0:
+                    return
+                audio = self._pending[: n * self._step]
+                self._pending = self._pending[n * self._step :]
+                state = self._state
+            yield from self._advance(audio, state)
+
+    def flush(self) -> Iterator[AvatarFrame]:
+        """End of stream: pad with silence so every pushed sample gets drawn."""
+        with self._lock:
+            partial = len(self._pending) % self._step
+            pad = (self._step - partial) % self._step + self._lookahead * self._step
+            self._pending = np.concatenate([self._pending, np.zeros(pad, np.float32)])
+        yield from self.frames()
+
+    def _advance(self, audio: np.ndarray, state: np.ndarray) -> Iterator[AvatarFrame]:
+        n = len(audio) // self._step
+        controls = self.controller.next(n, self._speech)
+        crops, motion, new_state = self.model.run(audio, state, controls, self.avatar.inputs)
+        ready: list[tuple[int, np.ndarray, int]] = []  # (frame index, its audio, row)
+        with self._lock:
+            if self._state is state:  # an interrupt in between wins over this result
+                self._state = new_state
+            for i in range(n):
+                self._held.append(audio[i * self._step : (i + 1) * self._step].copy())
+                index = self._steps - self._lookahead
+                self._steps += 1
+                # Rows before the stream began are the graph still filling its look-ahead.
+                if index >= 0:
+                    ready.append((index, self._held.popleft(), i))
+        for index, frame_audio, i in ready:
+            self._speech = float(motion[i, _SPEECH])
+            image = self.avatar.background.copy()
+            image[self._box] = crops[i]
+            yield AvatarFrame(index=index, image=image, audio=frame_audio, motion=motion[i])
