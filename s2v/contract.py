@@ -85,9 +85,12 @@ class ModelContract:
 
 # Per-avatar tensors the renderer part of the graph takes, by input name.
 AVATAR_INPUTS: tuple[str, ...] = (
-    "avatar_image",  # float32 [3, H, W] in [0, 1]: the head crop of the photo
-    "avatar_fields",  # float32 [K, 2, H, W]: displacement bases (x, y) in pixels, see s2v.avatar
-    "avatar_geometry",  # float32 [G]: mouth/eye/pivot geometry in crop pixels, see s2v.avatar
+    "avatar_image",  # float32 [3, H, W]: the head crop of the photo, pixel values + 0.5 (the output cast rounds)
+    "avatar_fields",  # float32 [1+K, H, W, 2]: rest grid + displacement bases, grid units, s2v.avatar.rig
+    "avatar_pixels",  # float32 [2P]: sampling-grid slots (2i, 2i+1; i = y*W + x) of the eye, then the mouth pixels
+    "avatar_eye_maps",  # float32 [E, Pe]: eyelid maps and field samples at the eye pixels, s2v.avatar.rig
+    "avatar_mouth_maps",  # float32 [Q, Pm]: lip-line, interior maps and field samples at the mouth pixels
+    "avatar_geometry",  # float32 [G]: face orientation and mouth-interior colours, s2v.avatar.rig.GEOMETRY_NAMES
 )
 
 INPUT_NAMES: tuple[str, ...] = ("audio", "state", "controls") + AVATAR_INPUTS

@@ -27,8 +27,7 @@ def _parse(kind: Any, text: str) -> Any:
         raise ValueError(f"not a boolean: {text!r}")
     if kind in (int, float, str, Path):
         return kind(text)
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(kind) if a is not type(None)]
         if text == "" or text.lower() == "none":
             return None
@@ -36,9 +35,23 @@ def _parse(kind: Any, text: str) -> Any:
     raise TypeError(f"no parser for {kind}")
 
 
+def _settable(kind: Any) -> bool:
+    """Scalars and optional scalars become flags; nested dataclasses and tuples keep their defaults."""
+    if kind in (bool, int, float, str, Path):
+        return True
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(kind) if a is not type(None)]
+        return len(inner) == 1 and _settable(inner[0])
+    return False
+
+
 def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     hints = typing.get_type_hints(cls)
-    return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
+    return [
+        (f, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if f.init and not f.name.startswith("_") and _settable(hints[f.name])
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:

@@ -1,0 +1,1 @@
+"""Clients of the streaming service: the browser page and a Python WebRTC client."""

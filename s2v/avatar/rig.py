@@ -1,0 +1,416 @@
+"""The avatar rig: displacement bases, per-pixel maps and colours the renderer animates the photo with.
+
+Everything here is computed once per photo from its 68 landmarks, in head-crop pixels, and handed to the
+exported graph as plain float32 arrays, so the graph stays generic and every avatar-specific shape is data.
+
+Conventions (shared with `s2v.render.warp`):
+  * fields are *backward* offsets at full articulation: out(p) = photo(p + sum_k w_k F_k(p)). Over the whole crop
+    (`avatar_fields`) they are in GridSample units (2/W, 2/H per pixel) with x, y interleaved and follow the rest
+    grid (the pixel centres, weight 1), so one matrix product gives the sampling grid; at the window pixels (rows
+    of the eye and mouth maps) they are in pixels;
+  * the face frame has u along the eye line (towards image right) and v down the face, rotated by the
+    photo's own head roll (`face_cos`, `face_sin`);
+  * the mouth splits at a curve S(u): the lips' meeting line, or the lower edge of the photo's upper teeth.
+    `mouth_dist` = v - S(u). Upper-lip bases act above S and lower-lip bases below (the side is judged after the
+    head, spread and pucker bases, which move the line itself); pixels that end up sampling the other side of S
+    than their own form the lip gap, where the graph paints the inside of the mouth;
+  * which side of S a pixel is on changes as the head moves, and eyelids close nonlinearly, so both are worked out
+    per frame, on "window" pixels only: boxes around the eyes and around the lips (`avatar_pixels` lists the two
+    slots each pixel i = y * W + x has in the interleaved sampling grid, 2i and 2i + 1, eye pixels first;
+    `avatar_eye_maps` and `avatar_mouth_maps` hold their values and field samples). Outside
+    the mouth box every lip basis is already cut to its own side of S, so the whole-crop product needs no choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RIG_VERSION = 8  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+
+FIELD_NAMES: tuple[str, ...] = (
+    "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
+    "head_pitch",  # per radian: depth-weighted vertical slide
+    "head_roll",  # per radian: rotation about the neck, masked to the head
+    "lip_raise",  # upper lip lifted (also the small lift that comes with an open jaw)
+    "lip_close_upper",  # upper lip down to the split line (closes a smiling photo's mouth over its teeth)
+    "lip_spread",  # smile: mouth wider, lips thinner, corners up
+    "lip_pucker",  # rounding: mouth narrower, lips fuller
+    "jaw",  # lower lip, chin and jaw down, fading at the cheeks and neck
+    "jaw_lower_lip",  # the lower lip's own share of `jaw`, subtracted when the lips must stay closed
+    "lip_close_lower",  # lower lip up to the split line
+    "lip_tuck",  # lower lip up under the upper teeth (f, v)
+)
+HEAD_FIELDS = slice(0, 3)
+UPPER_FIELDS = slice(3, 5)  # act above S only
+SHARED_FIELDS = slice(5, 7)  # continuous across S: they move the lip line itself
+LOWER_FIELDS = slice(7, 11)  # act below S only
+
+EYE_MAP_NAMES: tuple[str, ...] = (  # values at the eye pixels; then the K x 2 field values there (pixels)
+    "grid_x",  # the pixel's centre in grid units
+    "grid_y",
+    "lid_dist",  # v below the upper eyelid margin, px
+    "lid_dist_dx",  # its gradient, for a first-order value after the head moved
+    "lid_dist_dy",
+    "lid_height",  # eye opening (px) the closing lid travels, 0 beyond the eye corners
+    "lid_crease",  # how far above the margin the lid skin starts (px); it unfolds down over the eye
+)
+MOUTH_MAP_NAMES: tuple[str, ...] = (  # values at the mouth pixels; then the K x 2 field values there (pixels)
+    "grid_x",
+    "grid_y",
+    "mouth_dist",  # v - S(u), px
+    "mouth_dist_dx",  # its gradient, for a first-order value after the head moved
+    "mouth_dist_dy",
+    "mouth_dist_uu",  # and its second derivative along the lips, halved: the lip line curves, most at the corners
+    "mouth_u",  # px along the lips from their centre: a gap opens only within lip_half_width of it
+    "teeth_line",  # upper teeth show where mouth_dist < teeth_line
+    "teeth_shade",  # teeth brightness across the mouth (darker into the corners, tooth gaps)
+    "lower_teeth",  # width profile of the lower teeth hint
+    "tongue",  # height profile of the tongue (0..1)
+    "cavity_shade",  # brightness of the mouth cavity across the mouth
+)
+
+GEOMETRY_NAMES: tuple[str, ...] = (  # colours in pixel values (0..255)
+    "grid_dx",  # grid units per pixel: 2 / W
+    "grid_dy",  # 2 / H
+    "face_cos",
+    "face_sin",
+    "teeth_r",
+    "teeth_g",
+    "teeth_b",
+    "cavity_r",
+    "cavity_g",
+    "cavity_b",
+    "tongue_r",
+    "tongue_g",
+    "tongue_b",
+    "lip_half_width",  # px, between the inner lip corners
+    "synthetic_teeth",  # 1 paints upper teeth in the gap; 0 when the photo already shows them above S
+    "lower_teeth_px",  # lower teeth band height at jaw_open = 1
+    "tongue_px",  # tongue height at jaw_open = 1
+)
+
+
+@dataclass
+class Rig:
+    fields: np.ndarray  # [1 + K, H, W, 2] float32, grid units: the rest grid, then the bases
+    pixels: np.ndarray  # [2 (Pe + Pm)] float32 grid slots 2i, 2i + 1 of each pixel i = y * W + x: eyes, then mouth
+    eye_maps: np.ndarray  # [len(EYE_MAP_NAMES) + 2K, Pe] float32
+    mouth_maps: np.ndarray  # [len(MOUTH_MAP_NAMES) + 2K, Pm] float32
+    geometry: np.ndarray  # [len(GEOMETRY_NAMES)] float32
+    info: dict
+
+
+def _ramp(e0: float | np.ndarray, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Smoothstep from 0 at e0 to 1 at e1 (either order)."""
+    t = np.clip((x - e0) / (e1 - e0 + 1e-9), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _interp(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    order = np.argsort(xs)
+    return np.interp(x, xs[order], ys[order])
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def _patch(img: np.ndarray, p: np.ndarray, r: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    x0, x1 = int(max(p[0] - r, 0)), int(min(p[0] + r + 1, w))
+    y0, y1 = int(max(p[1] - r, 0)), int(min(p[1] + r + 1, h))
+    return img[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64) / 255
+
+
+def _box(mask: np.ndarray) -> np.ndarray:
+    """The bounding rectangle of a mask, as a mask."""
+    out = np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    if ys.size:
+        out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+    return out
+
+
+class _Frame:
+    """Face-aligned coordinates (u along the eyes, v down the face) around an origin, over the crop grid."""
+
+    def __init__(self, angle: float, h: int, w: int):
+        self.c, self.s = float(np.cos(angle)), float(np.sin(angle))
+        self.y, self.x = np.mgrid[0:h, 0:w].astype(np.float64)
+
+    def uv(self, o: np.ndarray, pts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        x, y = (self.x, self.y) if pts is None else (pts[..., 0], pts[..., 1])
+        dx, dy = x - o[0], y - o[1]
+        return dx * self.c + dy * self.s, -dx * self.s + dy * self.c
+
+    def to_xy(self, du: np.ndarray | float, dv: np.ndarray | float) -> np.ndarray:
+        """Face-frame vectors -> image (x, y), stacked [2, H, W]."""
+        du, dv = du + 0 * self.x, dv + 0 * self.x
+        return np.stack([du * self.c - dv * self.s, du * self.s + dv * self.c])
+
+    def grad(self, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image gradient (d/dx, d/dy) of v - f(u), given f'(u)."""
+        return -self.s - slope * self.c, self.c - slope * self.s
+
+
+def _lip_line(quad: np.ndarray, u: np.ndarray, u0: float, u1: float, tau: float) -> tuple[np.ndarray, ...]:
+    """The split line S(u), S'(u) and S''(u): the fitted parabola between the inner lip corners, continued beyond them
+    along its tangent with a slope that dies out over `tau`, so S stays smooth (first-order steps across the corners
+    stay accurate) and bounded (a smile's upturn does not climb into the cheeks)."""
+    d1 = np.polyder(quad)
+    s = np.polyval(quad, np.clip(u, u0, u1))
+    ds = np.polyval(d1, np.clip(u, u0, u1))
+    dds = np.full_like(u, 2 * quad[0])
+    for edge, sign in ((u0, -1.0), (u1, 1.0)):
+        beyond = np.maximum(sign * (u - edge), 0.0)
+        slope, fade = np.polyval(d1, edge), np.exp(-beyond / tau)
+        out = beyond > 0
+        s = np.where(out, np.polyval(quad, edge) + sign * slope * tau * (1 - fade), s)
+        ds = np.where(out, slope * fade, ds)
+        dds = np.where(out, -sign * slope / tau * fade, dds)
+    return s, ds, dds
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    return (rgb.max(-1) - rgb.min(-1)) / np.maximum(rgb.max(-1), 1e-6)
+
+
+def _split(img: np.ndarray, lm: np.ndarray, fr: _Frame, skin: np.ndarray) -> tuple[float, bool, bool]:
+    """Where between the inner lips the mouth splits (0 upper lip .. 1 lower lip), whether the photo's mouth is
+    open at all (landmarks on closed lips often leave a few pixels between them), and whether it shows upper teeth
+    above the split.
+
+    Upper teeth stay with the skull and lower ones go with the jaw, so a smile that shows teeth splits at the
+    dark gap between the rows when there is one, or just above the lower lip when only upper teeth show; lips
+    that meet split at their darkest line. Teeth are told from lips by being bright and nearly colourless.
+    """
+    top, bot = lm[62], lm[66]
+    height = float(np.linalg.norm(bot - top))
+    if height < 3.0:
+        return 0.5, False, False
+    ts = np.linspace(0.0, 1.0, max(int(height * 2), 8))
+    cols = []
+    for du in (-2.0, 0.0, 2.0):  # a few columns around the centre, averaged
+        pts = top[None] + du * np.array([fr.c, fr.s]) + ts[:, None] * (bot - top)[None]
+        xi = np.clip(np.round(pts[:, 0]).astype(int), 0, img.shape[1] - 1)
+        yi = np.clip(np.round(pts[:, 1]).astype(int), 0, img.shape[0] - 1)
+        cols.append(img[yi, xi].astype(np.float64) / 255)
+    rgb = np.mean(cols, axis=0)
+    lum = np.convolve(_luma(rgb), np.ones(3) / 3, mode="same")
+    toothy = (_luma(rgb) > 0.9 * _luma(skin)) & (_saturation(rgb) < 0.55 * _saturation(skin))
+    k = int(np.argmin(np.where((ts > 0.15) & (ts < 0.95), lum, np.inf)))
+    dark_gap = lum[k] < 0.6 * float(lum.max())
+    t_split = float(ts[k]) if dark_gap or toothy.mean() < 0.3 else 0.92
+    upper = toothy[ts < t_split]
+    teeth = bool(upper.size and t_split * height >= 3.0 and upper.mean() >= 0.5)
+    return t_split, dark_gap or teeth, teeth
+
+
+def _head(fr: _Frame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
+    """Depth of each pixel in front of the neck (px), for yaw and pitch, and the roll field (per radian).
+
+    The head is a flattened ellipsoid plus a nose: turning it slides the face sideways inside a silhouette that
+    stays put, more at the nose tip than at the cheeks. Roll turns the head about a pivot under the chin."""
+    eye_mid = (lm[36:42].mean(0) + lm[42:48].mean(0)) / 2
+    uh, vh = fr.uv((lm[0] + lm[16]) / 2)
+    eyes_v = float(fr.uv((lm[0] + lm[16]) / 2, eye_mid[None])[1][0])
+    r = np.sqrt((uh / (0.66 * fw)) ** 2 + ((vh - eyes_v + 0.05 * fw) / (0.92 * fw)) ** 2)
+    depth = 0.5 * fw * np.sqrt(np.clip(1 - r**3, 0, 1))
+    un, vn = fr.uv((lm[29] + lm[30]) / 2)
+    depth += 0.16 * fw * np.exp(-0.5 * ((un / (0.07 * fw)) ** 2 + (vn / (0.12 * fw)) ** 2))
+    pivot = lm[8] + 0.1 * fw * np.array([-fr.s, fr.c])
+    roll = np.stack([-(fr.y - pivot[1]), fr.x - pivot[0]]) * (1 - _ramp(0.9, 1.15, r))
+    return depth, roll
+
+
+def _eyelids(
+    fr: _Frame, P: np.ndarray, U: np.ndarray, V: np.ndarray, fw: float
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Eyelid maps (see EYE_MAP_NAMES) in a box around each eye, and the union of the boxes.
+
+    Lid curves are parabolas through the lid landmarks (P, in the face frame of U, V). The closing travel is the
+    eye's opening, widened towards the corners and carried a little past the lower lid so a shut eye shows no
+    white; the lid skin that unfolds over the eye starts at a crease above the margin, short of the brow."""
+    lid = {k: np.zeros_like(U) for k in ("dist", "dx", "dy", "height", "crease")}
+    boxes = np.zeros_like(U, bool)
+    mid_u = (P[36:42, 0].mean() + P[42:48, 0].mean()) / 2
+    for upper, lower, brow, side in (
+        ([36, 37, 38, 39], [36, 41, 40, 39], [17, 18, 19, 20, 21], U < mid_u),
+        ([42, 43, 44, 45], [42, 47, 46, 45], [22, 23, 24, 25, 26], U >= mid_u),
+    ):
+        pu, pv = P[upper, 0], P[upper, 1]
+        e0, e1 = float(min(pu[0], pu[-1])), float(max(pu[0], pu[-1]))
+        cu, cl = np.polyfit(pu, pv, 2), np.polyfit(P[lower, 0], P[lower, 1], 2)
+        ucl = np.clip(U, e0, e1)
+        v_up = np.polyval(cu, ucl)
+        height = np.maximum(np.polyval(cl, ucl) - v_up, 0.0)
+        across = np.clip(1 - ((2 * U - e0 - e1) / (e1 - e0)) ** 2, 0, 1)
+        height = np.maximum(height, height.max() * np.sqrt(across))
+        height = (height * 1.3 + 2.0) * _ramp(e0, e0 + 1.5, U) * _ramp(e1, e1 - 1.5, U)
+        h_max = float(height.max())
+        brow_gap = float(np.mean(pv[1:3]) - np.mean(P[brow, 1]))
+        crease = float(np.clip(1.1 * h_max, 2.0, 0.6 * brow_gap))
+        e = V - v_up
+        reach = 0.06 * fw  # how far head motion can carry the eye
+        box = _box(side & (U > e0 - reach) & (U < e1 + reach) & (e > -crease - reach) & (e < h_max + reach))
+        boxes |= box
+        gx, gy = fr.grad(np.where((U > e0) & (U < e1), np.polyval(np.polyder(cu), ucl), 0.0))
+        for key, value in (("dist", e), ("dx", gx), ("dy", gy), ("height", height), ("crease", crease)):
+            lid[key] = np.where(box, value, lid[key])
+    return lid, boxes
+
+
+def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
+    """Bases, window maps and colours for a head crop `img` (H x W x 3 uint8) with landmarks `lm` [68, 2] in its
+    pixels. Sizes scale with the face width, so the rig behaves the same at any output resolution."""
+    h, w = img.shape[:2]
+    lm = lm.astype(np.float64)
+    eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
+    fr = _Frame(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
+    fw = float(np.linalg.norm(lm[16] - lm[0]))  # face width at the ears
+    margin = 0.08 * fw  # how far head motion can shift the mouth: its window reaches this far around the lips
+    border = np.minimum.reduce([fr.x, fr.y, w - 1 - fr.x, h - 1 - fr.y])
+    taper = _ramp(2.0, 2.0 + 0.07 * min(h, w), border)  # every field is exactly 0 on the crop's rim
+
+    # ---- mouth geometry in the face frame, origin between the outer mouth corners
+    o = (lm[48] + lm[54]) / 2
+    U, V = fr.uv(o)
+    P = np.stack(fr.uv(o, lm), -1)  # landmarks in (u, v)
+    hw = float(P[54, 0] - P[48, 0]) / 2
+    mw = 2 * hw
+    ui0, ui1 = float(P[60, 0]), float(P[64, 0])
+    uc, hw_l = (ui0 + ui1) / 2, max((ui1 - ui0) / 2 * 1.02 + 0.5, 2.0)
+    up_idx, lo_idx = [60, 61, 62, 63, 64], [60, 67, 66, 65, 64]
+    l_cheek, r_cheek = (lm[1] + lm[3] + lm[31] + lm[49]) / 4, (lm[15] + lm[13] + lm[35] + lm[53]) / 4
+    cheeks = [_patch(img, p, 0.04 * fw) for p in (l_cheek, r_cheek)]
+    skin = np.median(np.concatenate(cheeks), axis=0)
+    t_split, photo_open, photo_teeth = _split(img, lm, fr, skin)
+    su = P[up_idx, 0]
+    between = [P[a, 1] + t_split * (P[b, 1] - P[a, 1]) for a, b in ((61, 67), (62, 66), (63, 65))]
+    sv = np.array([P[60, 1], *between, P[64, 1]])
+    quad = np.polyfit(su, sv, 2)
+    S, dS, ddS = _lip_line(quad, U, ui0, ui1, 0.3 * (ui1 - ui0))
+    D = V - S
+    Dx, Dy = fr.grad(dS)
+    S0 = float(np.polyval(quad, uc))
+    inside = (U > ui0) & (U < ui1) & photo_open  # closed lips have nothing to close
+    h_up = np.where(inside, np.maximum(S - _interp(U, P[up_idx, 0], P[up_idx, 1]), 0.0), 0.0)
+    h_lo = np.where(inside, np.maximum(_interp(U, P[lo_idx, 0], P[lo_idx, 1]) - S, 0.0), 0.0)
+
+    au = np.abs(U - uc)
+    xn = (U - uc) / hw_l
+    lens = np.clip(1 - xn**2, 0, 1) ** 0.7  # how far each column of the lips parts
+    d_top = max(S0 - float(P[51, 1]), 2.0)  # split to the top of the upper lip
+    d_nose = max(S0 - float(P[33, 1]), d_top + 2.0)  # split to the nose base
+    d_bot = max(float(P[57, 1]) - S0, 2.0)  # split to the bottom of the lower lip
+    d_chin = max(float(P[8, 1]) - S0, d_bot + 4.0)
+    ext = 0.07 * fw  # each lip's bases reach this far across S, for pixels the head motion carries over
+    f_up = _ramp(-d_nose, -d_top, D) * _ramp(2 * ext, ext, D)  # upper lip moves rigidly, the philtrum absorbs it
+    t_chin = _ramp(d_bot, d_chin, D)  # 0 on the lower lip, 1 at the chin
+    low_part = (1 - t_chin) * _ramp(-2 * ext, -ext, D)
+
+    jaw_amp = 0.16 * fw
+    uj = (P[5, 0] + P[11, 0]) / 2
+    hj = max((P[11, 0] - P[5, 0]) / 2, hw)
+    chin_w = 1 - _ramp(0.55 * hj, 1.1 * hj, np.abs(U - uj))
+    jaw_idx = list(range(3, 14))
+    v_jaw = _interp(U, P[jaw_idx, 0], P[jaw_idx, 1])
+    neck = 1 - _ramp(v_jaw, v_jaw + max(1.6 * jaw_amp, 0.2 * fw), V)
+    jaw = jaw_amp * (lens + t_chin * (1.15 * chin_w - lens)) * neck * _ramp(-2 * ext, -ext, D)
+
+    raise_amp = float(np.clip(0.6 * (P[51, 1] - P[33, 1]), 1.0, 0.045 * fw))
+    if photo_teeth:  # the lift would carry the photo's teeth with the lip: keep it a hint
+        raise_amp *= 0.3
+    raise_w = np.clip(1 - xn**2, 0, 1) ** 0.5
+    press = 0.02 * fw * lens
+    lip_lo = max(float(P[57, 1] - _interp(np.array([uc]), P[lo_idx, 0], P[lo_idx, 1])[0]), 2.0)
+
+    # spread widens around the mouth centre, thins the lips towards S and lifts the corners; pucker narrows the
+    # mouth and fills the lips out
+    su_shape = np.where(au < hw, U - uc, np.sign(U - uc) * hw * np.exp(-(((au - hw) / (0.9 * hw)) ** 2)))
+    win_v = _ramp(-d_nose, -d_top, D) * (1 - _ramp(d_bot, d_chin, D))
+    lip_win = _ramp(-1.8 * d_top, -d_top, D) * (1 - _ramp(d_bot, 1.8 * d_bot, D)) * (1 - _ramp(0.8 * hw, 1.2 * hw, au))
+    corner = np.minimum((au / hw) ** 2, 1) * np.exp(-((np.maximum(au - hw, 0) / (0.8 * hw)) ** 2))
+
+    depth, roll = _head(fr, lm, fw)
+
+    forward = [  # forward displacements of content, image (x, y)
+        fr.to_xy(depth, 0.0),
+        fr.to_xy(0.0, depth),
+        roll,
+        fr.to_xy(0.0, -raise_amp * raise_w * f_up),
+        fr.to_xy(0.0, (h_up + press) * f_up),
+        fr.to_xy(0.14 * su_shape * win_v, -0.12 * D * lip_win - 0.025 * fw * corner * win_v),
+        fr.to_xy(-0.22 * su_shape * win_v, 0.18 * D * lip_win),
+        fr.to_xy(0.0, jaw),
+        fr.to_xy(0.0, jaw_amp * lens * low_part),
+        fr.to_xy(0.0, -(h_lo + press) * low_part),
+        fr.to_xy(0.0, -(h_lo + 0.35 * lip_lo * lens) * low_part),
+    ]
+    fields = -np.stack(forward) * taper  # backward offsets, 0 on the rim
+
+    lid, eye_boxes = _eyelids(fr, P, U, V, fw)
+
+    # ---- mouth interior, lit like this face
+    mouth_box = _box((au < hw_l + margin) & (D > -d_top - margin) & (D < 1.15 * jaw_amp + margin))
+    lum_l, lum_r = (float(np.median(_luma(c))) for c in cheeks)
+    light = 1 + np.clip((lum_r - lum_l) / (lum_r + lum_l + 1e-6), -0.3, 0.3) * np.clip(xn, -1, 1)
+    gaps = sum(np.exp(-0.5 * ((au - k * hw_l) / 0.7) ** 2) for k in (0.0, 0.3, 0.52))  # incisors' edges
+    teeth_shade = (1 - 0.5 * np.clip(xn, -1, 1) ** 4) * (1 - 0.12 * np.clip(gaps, 0, 1)) * light
+    teeth_rgb = 255 * float(np.clip(0.45 + 0.55 * _luma(skin), 0.5, 0.92)) * np.array([1.0, 0.97, 0.9])
+    geometry = np.array(
+        [2.0 / w, 2.0 / h, fr.c, fr.s, *teeth_rgb, *(255 * skin * [0.2, 0.09, 0.085])]
+        + [*(255 * skin * [0.6, 0.36, 0.36]), hw_l, 0.0 if photo_teeth else 1.0, 0.04 * mw, 0.2 * mw],
+        np.float32,
+    )
+
+    # ---- windows: per-frame work happens there; elsewhere each lip's bases are cut to their side of S
+    mouth_win = mouth_box & (taper > 0)
+    eye_win = eye_boxes & (taper > 0) & ~mouth_win
+    fields[UPPER_FIELDS] *= np.where(mouth_win, 1.0, D < 0)
+    fields[LOWER_FIELDS] *= np.where(mouth_win, 1.0, D >= 0)
+    flat_eye, flat_mouth = np.flatnonzero(eye_win), np.flatnonzero(mouth_win)
+    per_pixel = fields.reshape(-1, h * w)  # rows: field 0 x, field 0 y, field 1 x, ...
+    grid_x, grid_y = (2 * fr.x + 1) / w - 1, (2 * fr.y + 1) / h - 1
+    eye_maps = [grid_x, grid_y, *(lid[k] for k in ("dist", "dx", "dy", "height", "crease"))]
+    eye_maps = [m.reshape(-1)[flat_eye] for m in eye_maps]
+    mouth_maps = [
+        grid_x,
+        grid_y,
+        D,
+        Dx,
+        Dy,
+        -0.5 * ddS,
+        U - uc,
+        mw * (0.05 - 0.08 * np.clip(xn**2, 0, 1.5)),
+        teeth_shade,
+        1 - _ramp(0.3 * hw_l, 0.6 * hw_l, au),
+        np.sqrt(np.clip(1 - (xn / 0.8) ** 2, 0, 1)),
+        (1 - 0.6 * np.clip(xn**2, 0, 1)) * light,
+    ]
+    mouth_maps = [m.reshape(-1)[flat_mouth] for m in mouth_maps]
+    grid_units = np.array([2.0 / w, 2.0 / h]).reshape(1, 1, 1, 2)
+    rest_grid = np.stack([grid_x, grid_y], -1)
+    info = {
+        "face_width_px": round(fw, 1),
+        "face_roll_deg": round(float(np.degrees(np.arctan2(fr.s, fr.c))), 2),
+        "mouth_centre": [round(float(o[0]), 1), round(float(o[1]), 1)],
+        "mouth_half_width_px": round(hw, 1),
+        "mouth_split": round(t_split, 2),
+        "photo_mouth_open": bool(photo_open),
+        "photo_shows_teeth": bool(photo_teeth),
+        "jaw_px": round(jaw_amp, 1),
+        "eye_pixels": int(flat_eye.size),
+        "mouth_pixels": int(flat_mouth.size),
+        "skin_rgb": [round(float(v), 3) for v in skin],
+    }
+    return Rig(
+        np.concatenate([rest_grid[None], fields.transpose(0, 2, 3, 1) * grid_units]).astype(np.float32),
+        (2 * np.concatenate([flat_eye, flat_mouth])[:, None] + [0, 1]).reshape(-1).astype(np.float32),
+        np.concatenate([np.stack(eye_maps), per_pixel[:, flat_eye]]).astype(np.float32),
+        np.concatenate([np.stack(mouth_maps), per_pixel[:, flat_mouth]]).astype(np.float32),
+        geometry,
+        info,
+    )

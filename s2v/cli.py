@@ -1,0 +1,159 @@
+"""`s2v` command line: serve, client, render, prepare, train, export, eval.
+
+Each subcommand fills its component's config dataclass from flags and S2V_* variables and calls
+that component. torch is imported only by train, export and eval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from s2v.settings import add_arguments, from_sources
+
+log = logging.getLogger("s2v")
+
+
+@dataclass
+class PrepareConfig:
+    image: Path = field(default=Path("photo.jpg"), metadata={"help": "photo to prepare"})
+    output: Path = field(default=Path("avatars"), metadata={"help": "avatar store folder"})
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from s2v.server.app import serve
+    from s2v.server.config import ServerConfig
+
+    serve(from_sources(ServerConfig, args))
+
+
+def _client(args: argparse.Namespace) -> None:
+    from s2v.client.live import ClientConfig, run_client
+
+    stats = run_client(from_sources(ClientConfig, args))
+    print(json.dumps(stats, indent=2))
+
+
+def _load_avatar(image: Path | None):
+    from s2v.avatar import AvatarConfig, AvatarStore, prepare_avatar
+
+    if image is None:
+        return AvatarStore.default().builtin()
+    return prepare_avatar(Path(image).read_bytes(), AvatarConfig())
+
+
+def _render(args: argparse.Namespace) -> None:
+    from s2v.offline import RenderConfig, render_file
+    from s2v.runtime.model import ExportedModel, ModelConfig
+
+    config = from_sources(RenderConfig, args)
+    if config.audio is None:
+        raise SystemExit("s2v render: --audio WAV is required")
+    model = ExportedModel(from_sources(ModelConfig, args, threads=2))
+    stats = render_file(model, _load_avatar(config.image), config.audio, config.output, prompt=config.prompt,
+                        batch=config.batch, seed=config.seed)
+    print(f"wrote {config.output}: {stats['frames']} frames, {stats['realtime_factor']:.1f}x real time")
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from s2v.avatar import AvatarConfig, AvatarStore
+
+    config = from_sources(PrepareConfig, args)
+    avatar = AvatarStore(config.output).put(config.image.read_bytes(), AvatarConfig())
+    print(json.dumps({"avatar": avatar.id, "info": avatar.info}, indent=2, default=str))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from s2v.training.train import TrainConfig, train
+
+    path = train(from_sources(TrainConfig, args))
+    print(f"wrote {path}; next: s2v export --checkpoint {path}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from s2v.avatar import AvatarStore
+    from s2v.export import ExportConfig, compare_with_torch, export_graph, time_per_frame
+
+    config = from_sources(ExportConfig, args)
+    avatar = AvatarStore.default().builtin()
+    path = export_graph(config, avatar)
+    for frames in (1, 7):
+        diffs = compare_with_torch(path, config.checkpoint, avatar, frames)
+        print(f"torch vs ONNX Runtime, {frames} frame(s): " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    cost = time_per_frame(path, avatar)
+    print(f"ONNX Runtime, one thread, streaming one frame per call: {cost['median_ms']:.2f} ms median, "
+          f"{cost['p95_ms']:.2f} ms p95 per 40 ms frame")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from s2v.training.evaluate import EvalConfig, run_eval
+
+    print(json.dumps(run_eval(from_sources(EvalConfig, args)), indent=2))
+
+
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    from s2v.offline import RenderConfig
+    from s2v.runtime.model import ModelConfig
+
+    parser = argparse.ArgumentParser(prog="s2v", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str, *configs: type, positional: tuple[str, ...] = ()):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        for pos in positional:
+            p.add_argument(pos, type=Path)
+        for cls in configs:
+            add_arguments(p, cls, skip=positional)
+        p.set_defaults(handler=handler)
+        return p
+
+    from s2v.server.config import ServerConfig
+    from s2v.client.live import ClientConfig
+
+    command("serve", _serve, "run the avatar server (WebRTC, HTTP, websocket)", ServerConfig)
+    command("client", _client, "stream a WAV to a server, record the avatar, print fps/latency/sync", ClientConfig)
+    command("render", _render, "lip-sync a photo to an audio file offline into an MP4", RenderConfig, ModelConfig)
+    command("prepare", _prepare, "prepare a photo as an avatar (face, landmarks, crop)", PrepareConfig,
+            positional=("image",))
+    _add_torch_commands(command, next((a for a in argv if not a.startswith("-")), ""))
+    return parser
+
+
+def _add_torch_commands(command, wanted: str) -> None:
+    """Flags of train/export/eval come from their dataclasses, which import torch: only load them when asked."""
+    if wanted == "train":
+        from s2v.training.train import TrainConfig
+
+        command("train", _train, "train the motion network from synthesized speech", TrainConfig)
+        return
+    if wanted == "export":
+        from s2v.export import ExportConfig
+
+        command("export", _export, "export the ONNX graph and check it against torch", ExportConfig)
+        return
+    if wanted == "eval":
+        from s2v.training.evaluate import EvalConfig
+
+        command("eval", _eval, "evaluate lip-sync on the held-out voice", EvalConfig)
+        return
+    for name, text in (("train", "train the motion network (needs the train extra)"),
+                       ("export", "export the ONNX graph and check it against torch"),
+                       ("eval", "evaluate lip-sync on the held-out voice")):
+        command(name, None, text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

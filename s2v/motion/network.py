@@ -1,0 +1,112 @@
+"""MotionNet: streaming speech -> mouth motion, small enough to run per 40 ms frame on one CPU core.
+
+log-mel (4 frames of 10 ms per video frame, stacked to 160 dims) -> fixed normalisation -> two
+causal Conv1d over video frames -> GRU -> Linear -> per-channel squashing. Everything that must
+survive between calls (PCM tail, conv left context, GRU hidden state) is packed into one flat
+`state` vector, so the exported graph has a single state input and output. The network is causal;
+it is trained to output frame t - lookahead_frames at step t, which buys that many frames of
+look-ahead at the cost of as much latency.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from s2v.contract import CONTRACT, MOTION_CHANNELS
+from s2v.features import LogMel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MotionNetConfig:
+    """Hyper-parameters; stored in the checkpoint as a dict."""
+
+    conv_channels: int = 128
+    kernel: int = 3
+    hidden: int = 128
+    dropout: float = 0.1  # training only; the exported graph runs in eval mode
+    lookahead_frames: int = CONTRACT.lookahead_frames
+
+
+class MotionNet(nn.Module):
+    """forward(audio [n*640], state [1, S]) -> (motion [n, 6], new_state [1, S]); zero state starts a stream."""
+
+    def __init__(self, config: MotionNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or MotionNetConfig()
+        spec = CONTRACT.audio
+        self.mel = LogMel(spec)
+        self.feat_dim = spec.n_mels * spec.mels_per_frame
+        self.register_buffer("feat_mean", torch.zeros(self.feat_dim))
+        self.register_buffer("feat_std", torch.ones(self.feat_dim))
+        self.conv1 = nn.Conv1d(self.feat_dim, cfg.conv_channels, cfg.kernel)
+        self.conv2 = nn.Conv1d(cfg.conv_channels, cfg.conv_channels, cfg.kernel)
+        self.gru = nn.GRU(cfg.conv_channels, cfg.hidden, batch_first=True)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, len(MOTION_CHANNELS))
+        self.register_buffer("tanh_mask", torch.tensor([c == "lip_spread" for c in MOTION_CHANNELS]), persistent=False)
+        ctx = cfg.kernel - 1
+        self._sizes = (spec.pcm_tail, self.feat_dim * ctx, cfg.conv_channels * ctx, cfg.hidden)
+
+    @property
+    def state_size(self) -> int:
+        return sum(self._sizes)
+
+    def initial_state(self, batch: int = 1) -> Tensor:
+        return torch.zeros(batch, self.state_size)
+
+    def set_normalisation(self, mean: Tensor, std: Tensor) -> None:
+        """Fix the feature normalisation (per stacked-mel dimension) measured on training data."""
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std.clamp_min(1e-3))
+
+    def forward(self, audio: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        motion, new_state = self.forward_batch(audio.unsqueeze(0), state)
+        return motion[0], new_state
+
+    def forward_batch(self, audio: Tensor, state: Tensor, filterbank: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """audio [B, n*640], state [B, S] -> (motion [B, n, 6], new_state [B, S]); used for training too.
+
+        `filterbank` [B, bins, n_mels] warps each item's mel scale in training (see LogMel).
+        """
+        b = audio.shape[0]
+        ctx = self.config.kernel - 1
+        o1 = self._sizes[0]
+        o2 = o1 + self._sizes[1]
+        o3 = o2 + self._sizes[2]
+        tail, buf1, buf2, h = state[:, :o1], state[:, o1:o2], state[:, o2:o3], state[:, o3:]
+
+        mel, new_tail = self.mel(tail, audio, filterbank)  # [B, n_mels, 4n]
+        feats = mel.transpose(1, 2).reshape(b, -1, self.feat_dim)  # [B, n, 160]: 4 mel frames per video frame
+        x = ((feats - self.feat_mean) / self.feat_std).transpose(1, 2)  # [B, 160, n]
+
+        x = torch.cat([buf1.reshape(b, self.feat_dim, ctx), x], dim=2)
+        new_buf1 = x[:, :, -ctx:]
+        x = self.dropout(nn.functional.gelu(self.conv1(x)))
+        x = torch.cat([buf2.reshape(b, self.config.conv_channels, ctx), x], dim=2)
+        new_buf2 = x[:, :, -ctx:]
+        x = self.dropout(nn.functional.gelu(self.conv2(x)))
+
+        y, h_new = self.gru(x.transpose(1, 2), h.unsqueeze(0).contiguous())
+        z = self.head(y)
+        motion = torch.where(self.tanh_mask, torch.tanh(z), torch.sigmoid(z))
+        new_state = torch.cat([new_tail, new_buf1.reshape(b, -1), new_buf2.reshape(b, -1), h_new[0]], dim=1)
+        return motion, new_state
+
+    def save(self, path: Path, **extra: object) -> None:
+        torch.save({"config": asdict(self.config), "state_dict": self.state_dict(), **extra}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MotionNet":
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        net = cls(MotionNetConfig(**ckpt["config"]))
+        net.load_state_dict(ckpt["state_dict"])
+        net.eval()
+        log.info("loaded MotionNet from %s (state_size=%d)", path, net.state_size)
+        return net

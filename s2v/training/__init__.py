@@ -1,0 +1,1 @@
+"""Training MotionNet on festival speech: corpus, augmentation, training loop, evaluation."""

@@ -1,0 +1,306 @@
+"""Training corpus: reproducible sentences synthesised by festival and espeak-ng, with every phone's timing.
+
+Sentences are random word sequences drawn (fixed seed) from festival's own CMU lexicon, weighted
+towards words with the phones whose lip shapes matter most (/p b m/, /f v/, /uw ow w/). The
+synthesisers give the audio and the phone segmentation together, so the motion targets come for
+free. Festival has three voices; espeak-ng's many voice variants (pitch, formants, Klatt source)
+add the speaker variety two training voices lack. One festival voice is held out entirely
+(different voice, different sentences) to measure generalisation. Results are cached.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import re
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+from tqdm import tqdm
+
+from s2v.contract import CONTRACT
+from s2v.motion.visemes import Phone
+
+log = logging.getLogger(__name__)
+
+LEXICON = Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_WORDS = ("the", "a", "to", "of", "and", "in", "is", "it", "you", "we", "my", "was", "for", "on", "with", "but")
+FAVOURED_PHONES = frozenset(("p", "b", "m", "f", "v", "uw", "ow", "w", "sh", "ch"))
+ESPEAK = "espeak"  # pseudo-voice: a random espeak-ng en-us variant per sentence
+ESPEAK_VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6)) + ("klatt", "klatt2", "klatt3")
+_ENTRY = re.compile(r'^\("([a-z]+)" \S+ \((.*)\)\)$')
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    train_voices: tuple[str, ...] = ("kal_diphone", "cmu_us_slt_arctic_hts", ESPEAK)
+    eval_voice: str = "ked_diphone"
+    sentences_per_voice: int = 500
+    eval_sentences: int = 80
+    seed: int = 1234
+    sentences_per_process: int = 100
+    stretch: tuple[float, float] = (0.8, 1.35)  # festival duration stretch per sentence (speaking rate)
+    f0_mean: tuple[float, float] = (80.0, 150.0)  # Hz, diphone voices only (HTS keeps its own F0)
+    cache_dir: Path = field(default_factory=lambda: REPO_ROOT / ".cache" / "corpus")
+
+
+@dataclass
+class Clip:
+    """One synthesised sentence: 16 kHz mono float32 audio and its phones (seconds from the clip start)."""
+
+    voice: str
+    text: str
+    audio: np.ndarray
+    phones: list[Phone]
+
+
+@dataclass
+class Corpus:
+    train: list[Clip]
+    eval: list[Clip]
+
+
+def lexicon_words(path: Path = LEXICON) -> tuple[list[str], np.ndarray]:
+    """Plain lowercase words of 3-10 letters and a sampling weight favouring lip-visible phones."""
+    words: dict[str, float] = {}
+    for line in path.read_text(encoding="latin-1").splitlines():
+        m = _ENTRY.match(line)
+        if not m or not 3 <= len(m.group(1)) <= 10 or m.group(1) in words:
+            continue
+        phones = re.findall(r"[a-z]+", m.group(2))
+        words[m.group(1)] = 1.0 + 1.5 * sum(p in FAVOURED_PHONES for p in phones)
+    names = sorted(words)
+    weights = np.array([words[w] for w in names])
+    return names, weights / weights.sum()
+
+
+def make_sentences(count: int, rng: np.random.Generator, words: list[str], p: np.ndarray) -> list[str]:
+    """Random word sequences with function words, commas (pauses) and varied sentence ends."""
+    out = []
+    for _ in range(count):
+        tokens: list[str] = []
+        for k in range(int(rng.integers(3, 10))):
+            if rng.random() < 0.35:
+                tokens.append(FUNCTION_WORDS[int(rng.integers(len(FUNCTION_WORDS)))])
+            tokens.append(words[int(rng.choice(len(words), p=p))])
+            if k > 0 and rng.random() < 0.12:
+                tokens[-1] += ","
+        text = " ".join(tokens).rstrip(",")
+        out.append(text[0].upper() + text[1:] + str(rng.choice([".", ".", "?", "!"])))
+    return out
+
+
+def _voice_setup(voice: str, stretch: float, f0_mean: float, f0_std: float) -> str:
+    """Scheme that selects the voice at a speaking rate and, for diphone voices, a pitch.
+
+    HTS voices ignore Duration_Stretch (their engine's -r does it) and festival's F0 targets.
+    """
+    if voice.endswith("_hts"):
+        return (f"(voice_{voice})(set! hts_engine_params (append {voice}::hts_engine_params "
+                f"'((\"-r\" {1.0 / stretch:.3f}))))")
+    return (f"(voice_{voice})(Parameter.set 'Duration_Stretch {stretch:.3f})"
+            f"(set! int_lr_params '((target_f0_mean {f0_mean:.1f}) (target_f0_std {f0_std:.1f}) "
+            f"(model_f0_mean 170) (model_f0_std 34)))")
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == CONTRACT.audio.sample_rate and w.getnchannels() == 1 and w.getsampwidth() == 2
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768.0
+
+
+def _read_segs(path: Path) -> list[Phone]:
+    """festival's .segs lists each phone's END time; a phone starts where the previous one ended."""
+    phones, start = [], 0.0
+    for line in path.read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) == 3:
+            end = float(parts[0])
+            phones.append(Phone(parts[2], start, end))
+            start = end
+    return phones
+
+
+def synthesise(voice: str, texts: list[str], prosody: list[tuple[float, float, float]], batch: int) -> list[Clip]:
+    """Synthesise with festival, `batch` sentences per process; sentences festival fails on are skipped."""
+    clips: list[Clip] = []
+    with tempfile.TemporaryDirectory(prefix="s2v-festival-") as tmp:
+        d = Path(tmp)
+        for b0 in tqdm(range(0, len(texts), batch), desc=f"festival {voice}", unit="batch"):
+            lines = []
+            for i in range(b0, min(b0 + batch, len(texts))):
+                lines.append(
+                    f"{_voice_setup(voice, *prosody[i])}\n(unwind-protect (begin "
+                    f'(set! utt (Utterance Text "{texts[i]}")) (utt.synth utt) '
+                    f"(utt.wave.resample utt {CONTRACT.audio.sample_rate}) "
+                    f"(utt.save.wave utt \"{d}/{i}.wav\" 'riff) (utt.save.segs utt \"{d}/{i}.segs\")) nil)"
+                )
+            script = d / f"batch{b0}.scm"
+            script.write_text("\n".join(lines) + "\n")
+            subprocess.run(["festival", "-b", str(script)], check=False, capture_output=True, timeout=3600)
+            for i in range(b0, min(b0 + batch, len(texts))):
+                wav, segs = d / f"{i}.wav", d / f"{i}.segs"
+                if not (wav.exists() and segs.exists()):
+                    log.warning("festival failed on %s sentence %d: %r", voice, i, texts[i])
+                    continue
+                clips.append(Clip(voice, texts[i], _read_wav(wav), _read_segs(segs)))
+    return clips
+
+
+# espeak-ng en-us phoneme mnemonics -> festival/CMU phones; r-coloured vowels become two phones,
+# None marks a zero-width modifier whose time goes to the phone before it.
+ESPEAK_PHONES: dict[str, tuple[str, ...] | None] = {
+    "_": ("pau",), "_:": ("pau",), "_!": ("pau",), "||": ("pau",), ";": None, "%": None,
+    "p": ("p",), "b": ("b",), "t": ("t",), "t2": ("t",), "t#": ("dx",), "d": ("d",), "k": ("k",), "g": ("g",),
+    "x": ("k",), "?": ("hh",), "m": ("m",), "n": ("n",), "n-": ("en",), "N": ("ng",), "f": ("f",), "v": ("v",),
+    "T": ("th",), "D": ("dh",), "s": ("s",), "z": ("z",), "S": ("sh",), "Z": ("zh",), "tS": ("ch",), "dZ": ("jh",),
+    "h": ("hh",), "l": ("l",), "@L": ("el",), "r": ("r",), "r-": ("r",), "j": ("y",), "w": ("w",),
+    "I": ("ih",), "I2": ("ih",), "I#": ("ih",), "i": ("iy",), "i:": ("iy",), "E": ("eh",), "a": ("ae",), "aa": ("ae",),
+    "a#": ("ax",), "@": ("ax",), "@2": ("ax",), "@-": ("ax",), "V": ("ah",), "0": ("aa",), "A:": ("aa",),
+    "O:": ("ao",), "O2": ("ao",), "U": ("uh",), "u:": ("uw",), "3": ("er",), "3:": ("er",), "oU": ("ow",),
+    "eI": ("ey",), "aI": ("ay",), "aU": ("aw",), "OI": ("oy",), "A@": ("aa", "r"), "O@": ("ao", "r"),
+    "o@": ("ao", "r"), "e@": ("eh", "r"), "i@": ("ih", "r"), "i@3": ("iy", "er"), "U@": ("uh", "r"),
+    "aI@": ("ay", "er"), "aI3": ("ay", "er"),
+}
+STOPS = frozenset(("p", "b", "t", "d", "k", "g", "ch", "jh"))
+
+
+class _EspeakEventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _EspeakEvent(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", _EspeakEventId)]
+
+
+def _claim_stop_closures(phones: list[Phone], audio: np.ndarray, max_s: float = 0.15) -> list[Phone]:
+    """espeak's stop events mark the release; give the silent closure before it back to the stop."""
+    sr = CONTRACT.audio.sample_rate
+    hop = sr // 200
+    env = np.sqrt(np.convolve(audio**2, np.ones(hop) / hop, mode="same"))
+    quiet = 0.1 * np.percentile(env, 95)
+    out = list(phones)
+    for i in range(1, len(out)):
+        if out[i].name not in STOPS or out[i - 1].name == "pau":
+            continue
+        t, floor = int(out[i].start * sr), max(int(out[i - 1].start * sr) + 2 * hop, int((out[i].start - max_s) * sr))
+        while t - hop >= floor and env[t - hop] < quiet:
+            t -= hop
+        if t < int(out[i].start * sr):
+            out[i - 1] = out[i - 1]._replace(end=t / sr)
+            out[i] = out[i]._replace(start=t / sr)
+    return out
+
+
+def synthesise_espeak(texts: list[str], variants: list[str], rates: list[int], pitches: list[int]) -> list[Clip]:
+    """Synthesise in-process with libespeak-ng, reading phone times from its phoneme events."""
+    lib = ctypes.CDLL("libespeak-ng.so.1")
+    # Synchronous output, phoneme events on.
+    native_sr = lib.espeak_Initialize(2, 0, None, 1)
+    chunks: list[np.ndarray] = []
+    events: list[tuple[str, int]] = []
+
+    def on_audio(wav: ctypes.Array, n: int, ev: ctypes.Array) -> int:
+        if n > 0:
+            chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
+        i = 0
+        while ev[i].type != 0:  # list terminated
+            if ev[i].type == 7:  # phoneme
+                events.append((ev[i].id.string.decode(), ev[i].sample))
+            i += 1
+        return 0
+
+    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                ctypes.POINTER(_EspeakEvent))(on_audio)
+    lib.espeak_SetSynthCallback(callback)
+    sr = CONTRACT.audio.sample_rate
+    clips: list[Clip] = []
+    for text, variant, rate, pitch in zip(texts, variants, rates, pitches):
+        lib.espeak_SetVoiceByName(f"en-us+{variant}".encode())
+        lib.espeak_SetParameter(1, rate, 0)  # words per minute
+        lib.espeak_SetParameter(3, pitch, 0)  # 0-100
+        chunks.clear()
+        events.clear()
+        data = text.encode()
+        lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, 0, None, None)
+        native = np.concatenate(chunks).astype(np.float32) / 32768.0
+        audio = signal.resample_poly(native, sr, native_sr).astype(np.float32)
+        duration = len(audio) / sr
+        phones: list[Phone] = []
+        for k, (name, sample) in enumerate(events):
+            start = sample / native_sr
+            end = events[k + 1][1] / native_sr if k + 1 < len(events) else duration
+            mapped = ESPEAK_PHONES.get(name)
+            if name not in ESPEAK_PHONES:
+                log.warning("unmapped espeak phoneme %r in %r", name, text)
+            if mapped is None:
+                if phones:
+                    phones[-1] = phones[-1]._replace(end=end)
+                continue
+            step = (end - start) / len(mapped)
+            phones += [Phone(p, start + j * step, start + (j + 1) * step) for j, p in enumerate(mapped)]
+        clips.append(Clip(f"{ESPEAK}:{variant}", text, audio, _claim_stop_closures(phones, audio)))
+    return clips
+
+
+def _save(path: Path, clips: list[Clip]) -> None:
+    audio = np.concatenate([c.audio for c in clips])
+    meta = [{"voice": c.voice, "text": c.text, "n": len(c.audio), "phones": [list(p) for p in c.phones]} for c in clips]
+    np.savez(path, audio=np.round(audio * 32767).astype(np.int16), meta=json.dumps(meta))
+
+
+def _load(path: Path) -> list[Clip]:
+    data = np.load(path)
+    audio = data["audio"].astype(np.float32) / 32767.0
+    clips, pos = [], 0
+    for m in json.loads(str(data["meta"])):
+        clips.append(Clip(m["voice"], m["text"], audio[pos : pos + m["n"]], [Phone(*p) for p in m["phones"]]))
+        pos += m["n"]
+    return clips
+
+
+def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> list[Clip]:
+    """Clips of one voice, from the cache when the same sentences were synthesised before."""
+    # Each (voice, purpose) draws its own sentences, so held-out sentences differ from training ones.
+    key = f"{config.seed}-{voice}-{purpose}"
+    rng = np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:8], 16))
+    words, p = lexicon_words()
+    texts = make_sentences(count, rng, words, p)
+    prosody = [(float(s), float(f), float(d)) for s, f, d in zip(
+        rng.uniform(*config.stretch, size=count), rng.uniform(*config.f0_mean, size=count), rng.uniform(8, 30, size=count))]
+    variants = [str(v) for v in rng.choice(ESPEAK_VARIANTS, size=count)]
+    digest = hashlib.sha256(json.dumps([voice, texts, prosody, variants]).encode()).hexdigest()[:12]
+    path = config.cache_dir / f"{voice}-{purpose}-{count}-{digest}.npz"
+    if path.exists():
+        return _load(path)
+    if voice == ESPEAK:
+        # espeak's rate is in words per minute (175 is its default); pitch 0-100 (50 default).
+        rates = [int(175 / s) for s, _, _ in prosody]
+        pitches = [int(np.clip((f - 80) / 70 * 60 + 20, 0, 100)) for _, f, _ in prosody]
+        clips = synthesise_espeak(texts, variants, rates, pitches)
+    else:
+        clips = synthesise(voice, texts, prosody, config.sentences_per_process)
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    _save(path, clips)
+    log.info("cached %d %s clips (%.1f min) in %s", len(clips), voice,
+             sum(len(c.audio) for c in clips) / CONTRACT.audio.sample_rate / 60, path)
+    return clips
+
+
+def load_corpus(config: CorpusConfig) -> Corpus:
+    """Training clips from the training voices and evaluation clips from the held-out voice."""
+    if config.eval_voice in config.train_voices:
+        raise ValueError(f"held-out voice {config.eval_voice} is also a training voice")
+    train = [c for v in config.train_voices for c in voice_clips(v, config.sentences_per_voice, config, "train")]
+    held_out = voice_clips(config.eval_voice, config.eval_sentences, config, "eval")
+    return Corpus(train, held_out)

@@ -1,0 +1,224 @@
+"""Held-out evaluation of a MotionNet checkpoint, and a PNG plot of predicted vs reference curves.
+
+Metrics compare the streaming network's output with the viseme targets of the held-out voice:
+jaw_open correlation, how often /p b m/ frames are shown closed, the lag that best aligns the
+predicted jaw with the reference (0 means the look-ahead is used well), and how still the jaw
+stays during silence. Each is measured clean and under level and noise changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from s2v.contract import CONTRACT, MOTION_CHANNELS
+from s2v.motion import MotionNet
+from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets
+from s2v.settings import add_arguments, from_sources
+from s2v.training.corpus import REPO_ROOT, Clip, CorpusConfig, voice_clips
+
+log = logging.getLogger(__name__)
+
+SPF = CONTRACT.audio.samples_per_frame
+FPS = CONTRACT.audio.fps
+PAD_S = 0.6  # digital silence around each clip, so silence behaviour is measured too
+JAW, CLOSURE = MOTION_CHANNELS.index("jaw_open"), MOTION_CHANNELS.index("lip_closure")
+
+
+def _scale_peak(db: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    return lambda x, rng: np.clip(x * 10 ** (db / 20) / (np.abs(x).max() + 1e-9), -1, 1)
+
+
+def _noisy(snr_db: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def f(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        rms = np.sqrt(np.mean(x[np.abs(x) > 1e-4] ** 2))
+        return x + rng.standard_normal(len(x)).astype(np.float32) * rms * 10 ** (-snr_db / 20)
+
+    return f
+
+
+CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None] = {
+    "clean": None,
+    "quiet_-40dB": _scale_peak(-40.0),
+    "loud_clipped_+10dB": _scale_peak(10.0),
+    "noisy_10dB": _noisy(10.0),
+}
+
+
+def padded(clip: Clip) -> tuple[np.ndarray, list[Phone]]:
+    """Clip audio with PAD_S of silence either side, padded to whole video frames; phones shifted to match."""
+    pad = int(PAD_S * CONTRACT.audio.sample_rate)
+    n = -(-(len(clip.audio) + 2 * pad) // SPF) * SPF
+    audio = np.zeros(n, np.float32)
+    audio[pad : pad + len(clip.audio)] = clip.audio
+    return audio, [Phone(p.name, p.start + PAD_S, p.end + PAD_S) for p in clip.phones]
+
+
+@torch.no_grad()
+def predict(net: MotionNet, audio: np.ndarray) -> np.ndarray:
+    """Motion [n_frames, C] for audio of n_frames whole video frames, aligned to those frames.
+
+    Streams the clip in one call from a zero state and flushes the look-ahead with silence.
+    """
+    la = net.config.lookahead_frames
+    x = torch.from_numpy(np.concatenate([audio, np.zeros(la * SPF, np.float32)]))
+    motion, _ = net(x, net.initial_state())
+    return motion[la:].numpy()
+
+
+def _frame_phones(phones: list[Phone], n: int) -> list[str]:
+    """Name of the phone under each frame's centre ('pau' where none is)."""
+    centres = (np.arange(n) + 0.5) / FPS
+    names = ["pau"] * n
+    for p in phones:
+        for j in np.nonzero((centres >= p.start) & (centres < p.end))[0]:
+            names[j] = p.name
+    return names
+
+
+def _deep_silence(phones: list[Phone], n: int, margin: float = 0.1) -> np.ndarray:
+    """Frames whose centre is at least `margin` seconds from any speech phone."""
+    centres = (np.arange(n) + 0.5) / FPS
+    quiet = np.ones(n, bool)
+    for p in phones:
+        if p.name not in SILENCE_PHONES:
+            quiet &= (centres < p.start - margin) | (centres >= p.end + margin)
+    return quiet
+
+
+def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[Phone]], max_lag: int = 5) -> dict[str, float]:
+    """Pooled metrics over clips; each pred/ref is [n_frames, C] on the same frames."""
+    pred, ref = np.concatenate(preds), np.concatenate(refs)
+    names = [nm for ph, r in zip(phones, refs) for nm in _frame_phones(ph, len(r))]
+    pbm = np.array([nm in BILABIAL_PHONES for nm in names])
+    silent = np.concatenate([_deep_silence(ph, len(r)) for ph, r in zip(phones, refs)])
+    lags = list(range(-max_lag, max_lag + 1))
+    # Positive lag: the prediction is late, i.e. pred[t + lag] matches ref[t] best.
+    lag_r = [np.corrcoef(np.concatenate([p[max(lag, 0) : len(p) + min(lag, 0), JAW] for p in preds]),
+                         np.concatenate([r[max(-lag, 0) : len(r) + min(-lag, 0), JAW] for r in refs]))[0, 1]
+             for lag in lags]
+    out = {
+        "jaw_r": float(np.corrcoef(pred[:, JAW], ref[:, JAW])[0, 1]),
+        "closure_pbm": float(np.mean(pred[pbm, CLOSURE] > 0.5)),
+        "closure_non_pbm_speech": float(np.mean(pred[~pbm & ~silent, CLOSURE] > 0.5)),
+        "lag_frames": float(lags[int(np.argmax(lag_r))]),
+        "silence_jaw": float(np.mean(np.abs(pred[silent, JAW]))),
+    }
+    for c, name in enumerate(MOTION_CHANNELS):
+        out[f"mae_{name}"] = float(np.mean(np.abs(pred[:, c] - ref[:, c])))
+    out["spread_r"] = float(np.corrcoef(pred[:, 1], ref[:, 1])[0, 1])
+    return out
+
+
+def evaluate_clips(net: MotionNet, clips: list[Clip], conditions: tuple[str, ...] = tuple(CONDITIONS), seed: int = 0) -> dict[str, dict[str, float]]:
+    """Metrics per listening condition over `clips`."""
+    results = {}
+    for cond in conditions:
+        rng = np.random.default_rng(seed)
+        preds, refs, phones = [], [], []
+        for clip in clips:
+            audio, ph = padded(clip)
+            change = CONDITIONS[cond]
+            if change is not None:
+                audio = change(audio, rng).astype(np.float32)
+            preds.append(predict(net, audio))
+            refs.append(motion_targets(ph, len(audio) // SPF))
+            phones.append(ph)
+        results[cond] = metrics(preds, refs, phones)
+    return results
+
+
+def _held_out(corpus: CorpusConfig | None) -> list[Clip]:
+    cfg = corpus or CorpusConfig()
+    return voice_clips(cfg.eval_voice, cfg.eval_sentences, cfg, "eval")
+
+
+def evaluate(checkpoint: Path | str | MotionNet, corpus: CorpusConfig | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of a checkpoint on the held-out voice, per condition (clean, quiet, loud+clipped, noisy)."""
+    net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
+    results = evaluate_clips(net.eval(), _held_out(corpus))
+    for cond, m in results.items():
+        log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f lag=%+d silence jaw=%.3f", cond, m["jaw_r"],
+                 m["closure_pbm"], int(m["lag_frames"]), m["silence_jaw"])
+    return results
+
+
+def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip_index: int = 0,
+               corpus: CorpusConfig | None = None, seconds: float = 6.0) -> Path | None:
+    """Draw predicted (colour) vs reference (grey) curves of one held-out clip to a PNG, with phone labels."""
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:
+        log.warning("pillow is not installed: no plot written")
+        return None
+    net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
+    clip = _held_out(corpus)[clip_index]
+    audio, phones = padded(clip)
+    audio = audio[: int(seconds * FPS) * SPF] if len(audio) > seconds * CONTRACT.audio.sample_rate else audio
+    pred = predict(net.eval(), audio)
+    ref = motion_targets(phones, len(pred))
+    w, row, left = 1400, 110, 130
+    img = Image.new("RGB", (w, 30 + row * len(MOTION_CHANNELS)), "white")
+    draw = ImageDraw.Draw(img)
+    xs = left + (np.arange(len(pred)) + 0.5) * (w - left - 10) / len(pred)
+    px_per_s = (w - left - 10) * FPS / len(pred)
+    draw.text((left, 5), f"held-out {clip.voice}: {clip.text}"[:170], fill="black")
+    colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for c, name in enumerate(MOTION_CHANNELS):
+        top = 30 + c * row
+        lo, hi = (-1.0, 1.0) if name == "lip_spread" else (0.0, 1.0)
+
+        def y(v: np.ndarray) -> np.ndarray:
+            return top + row - 8 - (np.clip(v, lo, hi) - lo) / (hi - lo) * (row - 16)
+
+        draw.rectangle([left, top + 4, w - 10, top + row - 4], outline="#cccccc")
+        draw.text((5, top + row // 2 - 6), name, fill="black")
+        for p in phones:
+            x0 = left + p.start * px_per_s
+            if x0 < w - 10 and p.name not in SILENCE_PHONES:
+                draw.line([(x0, top + 4), (x0, top + row - 4)], fill="#eeeeee")
+                if c == 0:
+                    draw.text((x0 + 1, top + 5), p.name, fill="#888888")
+        draw.line(list(zip(xs, y(ref[:, c]))), fill="#999999", width=2)
+        draw.line(list(zip(xs, y(pred[:, c]))), fill=colours[c], width=2)
+    path = Path(path)
+    img.save(path)
+    log.info("wrote %s", path)
+    return path
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
+                             metadata={"help": "MotionNet checkpoint to evaluate"})
+    plot: Path | None = field(default=None, metadata={"help": "also draw one held-out clip to this PNG"})
+    clip_index: int = field(default=0, metadata={"help": "which held-out clip the plot shows"})
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+
+
+def run_eval(config: EvalConfig) -> dict[str, dict[str, float]]:
+    """evaluate() and optionally write_plot() as configured."""
+    net = MotionNet.load(config.checkpoint)
+    results = evaluate(net, config.corpus)
+    if config.plot is not None:
+        write_plot(net, config.plot, config.clip_index, config.corpus)
+    return results
+
+
+def main() -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Evaluate a MotionNet checkpoint on the held-out voice.")
+    add_arguments(parser, EvalConfig)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(json.dumps(run_eval(from_sources(EvalConfig, parser.parse_args())), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The jitter buffer between the network and the render clock.
+
+Audio arrives in 20 ms packets whenever the network (and the event loop) delivers them; the
+render thread takes 40 ms on every tick of its own clock. Each sample is filed under its position
+on the sender's timeline (from the RTP timestamps), and the renderer reads a fixed `delay` behind
+the newest sample seen when it started. So the delay between speaker and avatar is set once and
+stays: a late packet fills its slot if its time has not come, or is dropped if it has; a gap
+reads as silence; a burst beyond the buffer's room drops the oldest audio instead of piling up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class InletCounters:
+    underruns: int = 0  # reads that found only part of their audio (the rest played as silence)
+    late_samples: int = 0  # samples that arrived after their time was read
+    dropped_samples: int = 0  # oldest audio discarded to keep the delay from growing
+
+
+class AudioInlet:
+    """Thread-safe playout buffer of 16 kHz mono float PCM, addressed by sample position.
+
+    `push` is called from the event loop as packets are decoded; `read` from the render thread.
+    """
+
+    def __init__(self, delay_samples: int, read_samples: int, max_extra_samples: int | None = None,
+                 log: logging.Logger | logging.LoggerAdapter = logging.getLogger(__name__)) -> None:
+        if delay_samples < read_samples:
+            raise ValueError("the playout delay must hold at least one read")
+        self.delay = delay_samples
+        self.read_samples = read_samples
+        # Room ahead of the reader before the oldest audio is dropped: one read of slack absorbs bursts.
+        self.limit = delay_samples + (read_samples if max_extra_samples is None else max_extra_samples)
+        self.counters = InletCounters()
+        self._log = log
+        self._lock = threading.Lock()
+        self._buffer = np.zeros(0, np.float32)  # samples from position `_base` on
+        self._base = 0
+        self._end: int | None = None  # one past the newest sample received; None before any audio
+        self._cursor: int | None = None  # position of the next read; None until the first read after audio
+
+    def push(self, pcm: np.ndarray, position: int) -> None:
+        """File `pcm` under its position on the sender's timeline (samples since the stream began)."""
+        end = position + len(pcm)
+        with self._lock:
+            if self._end is None:
+                self._base, self._buffer = position, np.zeros(0, np.float32)
+            elif self._cursor is not None and end <= self._cursor:
+                self.counters.late_samples += len(pcm)
+                if self._cursor - end > self.limit:  # the sender's timeline jumped back: start over on it
+                    self._log.info("audio inlet: sender timeline jumped back %d samples; resynchronising",
+                                   self._cursor - end)
+                    self._base, self._buffer, self._cursor, self._end = position, np.zeros(0, np.float32), None, None
+                else:
+                    return
+            start = max(position, self._base if self._cursor is None else self._cursor)
+            if self._cursor is not None:
+                self.counters.late_samples += start - position
+            if end - self._base > len(self._buffer):
+                self._buffer = np.concatenate([self._buffer, np.zeros(end - self._base - len(self._buffer), np.float32)])
+            self._buffer[start - self._base : end - self._base] = pcm[start - position :]
+            self._end = end if self._end is None else max(self._end, end)
+            if self._cursor is not None and self._end - self._cursor > self.limit:
+                cut = self._end - self.delay - self._cursor
+                self.counters.dropped_samples += cut
+                self._cursor += cut
+                self._log.info("audio inlet overrun: dropped the oldest %d samples to hold the playout delay", cut)
+            self._forget_before(self._cursor if self._cursor is not None else self._end - self.limit)
+
+    def read(self) -> np.ndarray:
+        """The next `read_samples` samples of the timeline (silence where audio is missing or none came yet)."""
+        n = self.read_samples
+        with self._lock:
+            if self._end is None:
+                return np.zeros(n, np.float32)
+            if self._cursor is None:
+                # The newest sample seen now is played `delay` from now, and so is every later one.
+                self._cursor = self._end - self.delay
+                self._forget_before(self._cursor)
+            out = np.zeros(n, np.float32)
+            lo, hi = max(self._cursor, self._base), min(self._cursor + n, self._base + len(self._buffer))
+            if hi > lo:
+                out[lo - self._cursor : hi - self._cursor] = self._buffer[lo - self._base : hi - self._base]
+                if self._end < self._cursor + n:  # audio was flowing but not all of this read's had come
+                    self.counters.underruns += 1
+                    self._log.debug("audio inlet underrun: %d samples missing", self._cursor + n - self._end)
+            self._cursor += n
+            self._forget_before(self._cursor)
+            return out
+
+    def clear(self) -> None:
+        """Forget buffered speech (interrupt); the next audio sets the delay afresh."""
+        with self._lock:
+            self._buffer = np.zeros(0, np.float32)
+            self._end = self._cursor = None
+
+    @property
+    def depth_samples(self) -> int:
+        """Audio received ahead of the reader."""
+        with self._lock:
+            if self._end is None:
+                return 0
+            return max(0, self._end - (self._cursor if self._cursor is not None else self._base))
+
+    def _forget_before(self, position: int) -> None:
+        if position > self._base:
+            cut = min(position - self._base, len(self._buffer))
+            self._buffer = self._buffer[cut:]
+            self._base += cut

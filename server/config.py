@@ -1,0 +1,47 @@
+"""Settings of the streaming service, one typed dataclass filled from `s2v serve` flags and S2V_* variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from s2v.runtime.model import DEFAULT_MODEL
+
+
+def _default_avatar_dir() -> Path:
+    return Path.home() / ".cache" / "s2v" / "avatars"
+
+
+@dataclass
+class ServerConfig:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8080, metadata={"help": "TCP port (0 picks a free one)"})
+    model: Path = field(default=DEFAULT_MODEL, metadata={"help": "exported ONNX model"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when a GPU is really there), cpu or cuda"})
+    avatar: Path | None = field(default=None, metadata={"help": "photo used when an offer names no avatar "
+                                                                "(default: the built-in avatar)"})
+    avatar_dir: Path = field(default_factory=_default_avatar_dir,
+                             metadata={"help": "folder where uploaded avatars are kept (S2V_AVATAR_DIR)"})
+    width: int = field(default=512, metadata={"help": "output video width; photos are framed to width x height"})
+    height: int = field(default=512, metadata={"help": "output video height (VP8 costs ~3 ms a frame at 512x512, "
+                                                       "~9 ms at 1280x720, per session)"})
+    max_sessions: int = field(default=2, metadata={"help": "live sessions at once; more are refused with 503 "
+                                                           "(each takes about one core)"})
+    session_time_limit_s: float = field(default=600.0, metadata={"help": "a session is ended after this long"})
+    connect_timeout_s: float = field(default=15.0, metadata={"help": "a peer that has not connected by then is dropped"})
+    peer_timeout_s: float = field(default=5.0, metadata={"help": "a connected peer not heard from (media or RTCP "
+                                                                 "reports) this long is dropped"})
+    max_upload_bytes: int = field(default=10_000_000, metadata={"help": "largest avatar photo accepted (413 above)"})
+    playout_delay_ms: float = field(default=60.0, metadata={"help": "incoming audio buffered before it is rendered; "
+                                                                    "absorbs network jitter"})
+    render_margin_ms: float = field(default=40.0, metadata={"help": "time a frame has to render before it is due "
+                                                                    "on the wire; a later frame is replaced"})
+    receive_prefetch: int = field(default=1, metadata={"help": "Opus packets aiortc holds before decoding "
+                                                               "(its own default, 4, adds 60 ms)"})
+    stats_interval_s: float = field(default=1.0, metadata={"help": "seconds between stats events on /ws"})
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        if self.width % 2 or self.height % 2 or min(self.width, self.height) < 64:
+            raise ValueError("width and height must be even and at least 64 (the encoders use 4:2:0)")

@@ -1,0 +1,102 @@
+"""The render thread: one tick per frame period, inference off the event loop.
+
+Each tick takes 40 ms of audio from the inlet (silence when nobody speaks, so the avatar idles and
+the video never stalls), feeds the generator, and hands every frame it yields, already converted
+for the encoders, to the output tracks. ONNX Runtime releases the GIL while it runs, so the event
+loop keeps moving packets meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from s2v.contract import MOTION_CHANNELS
+from s2v.runtime.generator import StreamingGenerator
+from s2v.server.audio_inlet import AudioInlet
+from s2v.server.clock import SessionClock
+from s2v.server.metrics import SessionMetrics
+from s2v.server.tracks import FrameOutlet, Upsampler, video_frame
+
+_SPEECH = MOTION_CHANNELS.index("speech")
+MAX_BEHIND_TICKS = 3  # further behind than this, ticks are given up instead of rendered in a burst
+
+
+class RenderLoop:
+    def __init__(
+        self,
+        log: logging.LoggerAdapter,
+        generator: StreamingGenerator,
+        inlet: AudioInlet,
+        clock: SessionClock,
+        video_out: FrameOutlet,
+        audio_out: FrameOutlet,
+        metrics: SessionMetrics,
+        on_failure: Callable[[BaseException], None],
+    ) -> None:
+        self._log = log
+        self._generator = generator
+        self._inlet = inlet
+        self._clock = clock
+        self._video_out = video_out
+        self._audio_out = audio_out
+        self._metrics = metrics
+        self._on_failure = on_failure
+        self._upsample = Upsampler()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"render-{log.extra['session']}", daemon=True)
+        self.speaking = False  # the latest frame's voice activity, for the session state
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._log.warning("render thread did not stop within %.1f s", timeout)
+
+    def _run(self) -> None:
+        self._log.debug("render thread started")
+        try:
+            self._ticks()
+        except BaseException as exc:  # the session must hear of it, whatever it was
+            if not self._stop.is_set():
+                self._log.exception("render thread failed")
+                self._on_failure(exc)
+        self._log.debug("render thread stopped")
+
+    def _ticks(self) -> None:
+        clock, metrics = self._clock, self._metrics
+        tick = 0
+        skipped = 0  # ticks given up so far: timeline index = generator index + skipped
+        while True:
+            wait = clock.tick_time(tick) - clock.now()
+            if wait > 0:
+                if self._stop.wait(wait):
+                    return
+            elif self._stop.is_set():
+                return
+            elif -wait > clock.period:
+                metrics.late_ticks += 1
+                behind = int(-wait / clock.period)
+                if behind > MAX_BEHIND_TICKS:
+                    # Catching up in a burst would only produce frames already past their release time.
+                    tick += behind
+                    skipped += behind
+                    metrics.skipped_ticks += behind
+                    self._log.warning("render is %d ticks behind the clock; skipping them", behind)
+            started, cpu = time.perf_counter(), time.thread_time()
+            self._generator.push_audio(self._inlet.read())
+            for frame in self._generator.frames():
+                index = frame.index + skipped
+                self._video_out.put_threadsafe(index, video_frame(frame.image))
+                self._audio_out.put_threadsafe(index, self._upsample(frame.audio))
+                self.speaking = bool(frame.motion[_SPEECH] > 0.5)
+            metrics.rendered((time.perf_counter() - started) * 1000.0, time.thread_time() - cpu)
+            tick += 1

@@ -1,0 +1,298 @@
+"""One live conversation: a peer connection, its audio inlet, render thread and output tracks.
+
+A session ends, and frees everything it holds, on any of: the peer closing, ICE/DTLS failure, a
+peer that never connects, a peer that falls silent (no media and no RTCP reports), the time
+limit, a render failure or server shutdown. Whatever happens to one session stays in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import av
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from s2v.avatar import Avatar
+from s2v.control.idle import IdleConfig
+from s2v.runtime.generator import StreamingGenerator
+from s2v.runtime.model import ExportedModel
+from s2v.server.audio_inlet import AudioInlet
+from s2v.server.clock import SessionClock
+from s2v.server.config import ServerConfig
+from s2v.server.metrics import SessionMetrics
+from s2v.server.render import RenderLoop
+from s2v.server.rtc import rtc_configuration, set_receive_prefetch
+from s2v.server.signalling import ApiError, OfferRequest
+from s2v.server.tracks import AvatarAudioTrack, AvatarVideoTrack, FrameOutlet, video_frame
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_PERIOD_S = 0.5
+
+
+class SessionLog(logging.LoggerAdapter):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[session {self.extra['session']}] {msg}", kwargs
+
+
+class Session:
+    def __init__(self, config: ServerConfig, model: ExportedModel, avatar: Avatar,
+                 on_closed: Callable[[Session], None]) -> None:
+        self.id = secrets.token_hex(4)
+        self.log = SessionLog(log, {"session": self.id})
+        self.config = config
+        self.avatar = avatar
+        self.created = time.monotonic()
+        self.state = "connecting"  # connecting -> live -> closing -> closed
+        self.close_reason: str | None = None
+        self.closed = asyncio.Event()
+        self.metrics = SessionMetrics()
+        self._on_closed = on_closed
+        contract = model.contract
+        spec = contract.audio
+        self._rate = spec.sample_rate
+        self.clock = SessionClock(spec.fps, contract.lookahead_frames, config.render_margin_ms / 1000.0)
+        delay = max(spec.samples_per_frame, round(config.playout_delay_ms * spec.sample_rate / 1000.0))
+        self.inlet = AudioInlet(delay_samples=delay, read_samples=spec.samples_per_frame, log=self.log)
+        self.generator = StreamingGenerator(model, avatar, idle=IdleConfig(seed=zlib.crc32(self.id.encode())))
+        loop = asyncio.get_running_loop()
+        video_out: FrameOutlet[av.VideoFrame] = FrameOutlet(loop)
+        audio_out: FrameOutlet = FrameOutlet(loop)
+        self.video_track = AvatarVideoTrack(self.clock, video_out, self.metrics, video_frame(avatar.background))
+        self.audio_track = AvatarAudioTrack(self.clock, audio_out)
+        self.render = RenderLoop(self.log, self.generator, self.inlet, self.clock, video_out, audio_out,
+                                 self.metrics, self._render_failed)
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self._loop = loop
+        self._tasks: set[asyncio.Task] = set()
+        self._closing: asyncio.Future | None = None
+        self._audio_in = False
+        self._last_heard = time.monotonic()
+        self.rtt_ms: float | None = None
+
+    # --- negotiation -------------------------------------------------------------------------
+
+    async def answer(self, offer: OfferRequest) -> RTCSessionDescription:
+        """Apply the peer's offer and return our answer (with all ICE candidates, no trickle)."""
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        except Exception as exc:  # aiortc reports unusable offers with assorted exception types
+            raise ApiError(400, f"could not apply the offer: {type(exc).__name__}: {exc}") from exc
+        sending = {"audio": False, "video": False}
+        for transceiver in self.pc.getTransceivers():
+            kind = transceiver.kind
+            if sending[kind]:
+                transceiver.direction = "inactive"  # one microphone and one picture per session
+                continue
+            sending[kind] = True
+            self.pc.addTrack(self.video_track if kind == "video" else self.audio_track)
+            if kind == "video":
+                transceiver.direction = "sendonly"  # the peer's camera is of no use: do not make it send
+            elif not set_receive_prefetch(transceiver.receiver, self.config.receive_prefetch):
+                self.log.warning("could not shorten aiortc's audio jitter buffer; expect 60 ms more latency")
+        if offer.prompt:
+            self.set_prompt(offer.prompt)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self._spawn(self._watchdog())
+        self.log.info("answered (%s, avatar %s)", "audio in" if offer.sends_audio else "no audio in: idling",
+                      self.avatar.id)
+        return self.pc.localDescription
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and not self._audio_in:
+            self._audio_in = True
+            self._spawn(self._feed_inlet(track))
+        else:
+            self._spawn(self._discard(track))
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        self.log.info("peer connection %s", state)
+        if state == "connected" and self.state == "connecting":
+            self.state = "live"
+            self._last_heard = time.monotonic()
+            self.clock.begin()
+            self.metrics.render_started = self.clock.start
+            self.render.start()
+        elif state in ("failed", "closed"):
+            self.close(f"peer connection {state}")
+
+    # --- media in ----------------------------------------------------------------------------
+
+    async def _feed_inlet(self, track: MediaStreamTrack) -> None:
+        """Drain the peer's audio as it comes (aiortc's track queue is unbounded) into the inlet.
+
+        Positions follow the RTP timestamps, so lost packets and silence suppression leave gaps
+        on the timeline instead of pulling later audio early.
+        """
+        rate = self._rate
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        position = 0
+        next_pts: int | None = None
+        try:
+            while True:
+                frame = await track.recv()
+                self._last_heard = time.monotonic()
+                if next_pts is not None and frame.pts is not None and frame.pts != next_pts:
+                    position += round((frame.pts - next_pts) * rate / frame.sample_rate)
+                next_pts = None if frame.pts is None else frame.pts + frame.samples
+                for out in resampler.resample(frame):
+                    pcm = out.to_ndarray().reshape(-1)
+                    self.inlet.push(pcm, position)
+                    position += len(pcm)
+        except MediaStreamError:
+            self.log.info("incoming audio ended")
+
+    async def _discard(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            pass
+
+    # --- control -----------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Stop the avatar speaking now: buffered speech is dropped and the mouth returns to rest."""
+        self.inlet.clear()
+        self.generator.interrupt()
+        self.log.info("interrupted")
+
+    def set_prompt(self, text: str) -> dict[str, float]:
+        style = self.generator.set_prompt(text)
+        self.log.info("prompt %r", text)
+        return dict(vars(style))
+
+    # --- health ------------------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        config = self.config
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            age = time.monotonic() - self.created
+            if self.state == "connecting" and age > config.connect_timeout_s:
+                self.close(f"peer did not connect within {config.connect_timeout_s:g} s")
+            elif age > config.session_time_limit_s:
+                self.close(f"time limit of {config.session_time_limit_s:g} s reached")
+            elif self.state == "live":
+                silent = time.monotonic() - max(self._last_heard, await self._last_report())
+                if silent > config.peer_timeout_s:
+                    self.close(f"nothing heard from the peer for {silent:.1f} s")
+
+    async def _last_report(self) -> float:
+        """Monotonic time of the newest RTCP receiver report about our tracks (the peer is alive and listening)."""
+        newest = 0.0
+        for sender in self.pc.getSenders():
+            for stats in (await sender.getStats()).values():
+                if stats.type == "remote-inbound-rtp":
+                    newest = max(newest, time.monotonic() - (time.time() - stats.timestamp.timestamp()))
+                    if stats.kind == "video" and stats.roundTripTime is not None:
+                        self.rtt_ms = round(stats.roundTripTime * 1000.0, 1)
+        return newest
+
+    def stats(self) -> dict[str, Any]:
+        rate = self._rate
+        if self.state == "live":
+            label = "speaking" if self.render.speaking else "idle"
+        else:
+            label = self.state
+        return {
+            "session": self.id,
+            "state": label,
+            **self.metrics.snapshot(),
+            "latency_ms": round(1000.0 * (self.inlet.depth_samples / rate + self.clock.latency_s)),
+            "rtt_ms": self.rtt_ms,
+            "inlet_underruns": self.inlet.counters.underruns,
+            "inlet_late_ms": round(1000.0 * self.inlet.counters.late_samples / rate),
+            "inlet_dropped_ms": round(1000.0 * self.inlet.counters.dropped_samples / rate),
+            "age_s": round(time.monotonic() - self.created, 1),
+        }
+
+    # --- ending ------------------------------------------------------------------------------
+
+    def _render_failed(self, exc: BaseException) -> None:
+        """Called on the render thread."""
+        try:
+            self._loop.call_soon_threadsafe(self.close, f"render failed: {type(exc).__name__}: {exc}")
+        except RuntimeError:  # the loop is gone: the server is shutting down anyway
+            pass
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self, reason: str) -> asyncio.Future:
+        """End the session (idempotent); the future completes once everything is freed."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown(reason))
+        return self._closing
+
+    async def _shutdown(self, reason: str) -> None:
+        self.close_reason = reason
+        self.state = "closing"
+        self.log.info("closing: %s", reason)
+        self.render.stop()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.video_track.stop()
+        self.audio_track.stop()
+        try:
+            await asyncio.wait_for(self.pc.close(), 5.0)
+        except Exception:
+            self.log.exception("peer connection did not close cleanly")
+        await asyncio.to_thread(self.render.join, 5.0)
+        self.state = "closed"
+        self.closed.set()
+        snapshot = self.metrics.snapshot()
+        self.log.info("closed after %.1f s: %d frames, %d late ticks, %d filled, render p50 %s ms, cpu %s",
+                      time.monotonic() - self.created, snapshot["frames"], snapshot["late"], snapshot["filled"],
+                      snapshot["render_ms_p50"], snapshot["render_cpu"])
+        self._on_closed(self)
+
+
+class SessionRegistry:
+    """The live sessions, with admission control: a full server refuses with a readable 503."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self):
+        return iter(list(self._sessions.values()))
+
+    def check_capacity(self) -> None:
+        if len(self._sessions) >= self.max_sessions:
+            raise ApiError(503, f"the server is at capacity ({len(self._sessions)} of {self.max_sessions} sessions "
+                                "live); try again when one ends", headers={"Retry-After": "5"})
+
+    def add(self, session: Session) -> None:
+        self.check_capacity()
+        self._sessions[session.id] = session
+
+    def remove(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+
+    def get(self, session_id: str) -> Session:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise ApiError(404, f"no live session {session_id!r}") from None
+
+    async def close_all(self, reason: str) -> None:
+        await asyncio.gather(*(s.close(reason) for s in self), return_exceptions=True)

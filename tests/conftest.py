@@ -1,0 +1,109 @@
+"""Shared fixtures: the shipped model, the built-in avatar, and speech made here with espeak-ng."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2v.audio.files import read_audio, write_wav
+
+SPEECH_TEXT = "Maybe Bob will bring apples, bread and a few warm blue boots to the movie."
+SILENCE_S = 1.0
+
+
+@pytest.fixture(scope="session")
+def model():
+    from s2v.runtime.model import ExportedModel, ModelConfig
+
+    return ExportedModel(ModelConfig(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def avatar_store(tmp_path_factory):
+    from s2v.avatar import AvatarStore
+
+    return AvatarStore(tmp_path_factory.mktemp("avatars"))
+
+
+@pytest.fixture(scope="session")
+def avatar(avatar_store):
+    return avatar_store.builtin()
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """A real spoken sentence (espeak-ng) with one second of silence before and after, 16 kHz mono."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is required for the tests: apt-get install espeak-ng (see README)")
+    folder = tmp_path_factory.mktemp("speech")
+    raw = folder / "raw.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), SPEECH_TEXT], check=True)
+    speech = read_audio(raw, 16000)
+    speech = speech[np.flatnonzero(np.abs(speech) > 0.01)[0] : np.flatnonzero(np.abs(speech) > 0.01)[-1] + 1]
+    silence = np.zeros(int(SILENCE_S * 16000), np.float32)
+    path = folder / "speech.wav"
+    write_wav(path, np.concatenate([silence, 0.7 * speech / np.abs(speech).max(), silence]))
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_16k(speech_wav) -> np.ndarray:
+    return read_audio(speech_wav, 16000)
+
+
+@pytest.fixture(scope="session")
+def speech_span(speech_16k) -> tuple[float, float]:
+    """(start, end) of the speech in seconds."""
+    return SILENCE_S, len(speech_16k) / 16000 - SILENCE_S
+
+
+SHORT_SPEECH_TEXT = "Bob will bring apples and bread."
+
+
+@pytest.fixture(scope="session")
+def short_speech_wav(tmp_path_factory) -> Path:
+    """A short sentence (about 2 s, espeak-ng) with one second of silence before and after, 16 kHz mono."""
+    folder = tmp_path_factory.mktemp("short_speech")
+    raw = folder / "raw.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(raw), SHORT_SPEECH_TEXT], check=True)
+    speech = read_audio(raw, 16000)
+    loud = np.flatnonzero(np.abs(speech) > 0.01)
+    speech = speech[loud[0] : loud[-1] + 1]
+    silence = np.zeros(int(SILENCE_S * 16000), np.float32)
+    path = folder / "short_speech.wav"
+    write_wav(path, np.concatenate([silence, 0.7 * speech / np.abs(speech).max(), silence]))
+    return path
+
+
+@pytest.fixture
+async def live_server(model, avatar_store):
+    """Factory: start the real server app on a free 127.0.0.1 port (ServerConfig overrides as keywords).
+
+    Returns an object with `url`, `app` and `service`; every server started is shut down after the test.
+    """
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from s2v.server.app import SERVICE, create_app
+    from s2v.server.config import ServerConfig
+
+    runners = []
+
+    async def start(**overrides):
+        config = ServerConfig(host="127.0.0.1", port=0, avatar_dir=avatar_store.root, **overrides)
+        app = create_app(config, model=model, store=avatar_store)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, config.host, 0).start()
+        host, port = runner.addresses[0][:2]
+        return SimpleNamespace(url=f"http://{host}:{port}", app=app, service=app[SERVICE])
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

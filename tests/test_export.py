@@ -1,0 +1,45 @@
+"""The shipped ONNX graph is what `s2v export` makes from the shipped checkpoint, and agrees with torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="export checks need the train extra (pip install -e '.[test]')")
+
+from s2v.contract import INPUT_NAMES  # noqa: E402
+from s2v.export import DEFAULT_CHECKPOINT, ExportConfig, build_graph, compare_with_torch, example_inputs, export_graph  # noqa: E402
+from s2v.motion.network import MotionNet  # noqa: E402
+from s2v.runtime.model import DEFAULT_MODEL, ExportedModel, ModelConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("frames", [1, 6])
+def test_onnx_runtime_agrees_with_torch(avatar, frames):
+    diffs = compare_with_torch(DEFAULT_MODEL, DEFAULT_CHECKPOINT, avatar, frames)
+    assert diffs["motion"] < 1e-4
+    assert diffs["new_state"] < 1e-4
+    assert diffs["frames"] <= 1  # uint8 pixels: at most one rounding step apart
+
+
+def test_shipped_graph_is_what_export_produces(avatar, tmp_path):
+    fresh = export_graph(ExportConfig(checkpoint=DEFAULT_CHECKPOINT, output=tmp_path / "s2v.onnx"), avatar)
+    inputs = example_inputs(build_graph(DEFAULT_CHECKPOINT), avatar, frames=4, seed=7)
+    feeds = dict(zip(INPUT_NAMES, (t.numpy() for t in inputs)))
+    shipped = ExportedModel(ModelConfig(path=DEFAULT_MODEL, device="cpu")).session.run(None, feeds)
+    rebuilt = ExportedModel(ModelConfig(path=fresh, device="cpu")).session.run(None, feeds)
+    for a, b in zip(shipped, rebuilt):
+        np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), atol=1e-5)
+
+
+def test_motion_network_streams_like_one_pass(speech_16k):
+    net = MotionNet.load(DEFAULT_CHECKPOINT).eval()
+    step = 640
+    audio = torch.from_numpy(speech_16k[: (len(speech_16k) // step) * step].copy())
+    with torch.no_grad():
+        whole, _ = net(audio, torch.zeros(1, net.state_size))
+        for chunk in (1, 2, 3, 7):
+            state, rows = torch.zeros(1, net.state_size), []
+            for start in range(0, len(audio), chunk * step):
+                out, state = net(audio[start : start + chunk * step], state)
+                rows.append(out)
+            assert (torch.cat(rows) - whole).abs().max().item() < 1e-3, chunk

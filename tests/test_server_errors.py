@@ -1,0 +1,290 @@
+"""Bad requests and bad peers get clear answers, and never hurt another session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from s2v.server.rtc import rtc_configuration
+
+BUILTIN_PHOTO = Path(__file__).resolve().parent.parent / "s2v" / "assets" / "avatar.jpg"
+NO_MEDIA_SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+
+
+async def offer_sdp(pc: RTCPeerConnection, *kinds: str) -> str:
+    for kind in kinds:
+        pc.addTransceiver(kind, direction="recvonly" if kind == "video" else "sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc.localDescription.sdp
+
+
+async def post(url: str, **kwargs) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, **kwargs) as response:
+            return response.status, await response.json()
+
+
+async def health(url: str) -> dict:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/healthz") as response:
+            return await response.json()
+
+
+async def wait_for(predicate, within_s: float, step_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(step_s)
+    return False
+
+
+class FrameCounter:
+    """Drains a received video track, keeping arrival times and the mouth crops."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.task: asyncio.Task | None = None
+
+    def attach(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self.task = asyncio.ensure_future(self._drain(track))
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.times.append(time.monotonic())
+        except MediaStreamError:
+            pass
+
+    def in_last(self, seconds: float) -> int:
+        now = time.monotonic()
+        return sum(1 for t in self.times if now - t <= seconds)
+
+
+async def connect(url: str, *kinds: str) -> tuple[RTCPeerConnection, FrameCounter, dict]:
+    """A receiving peer; returns once it is connected."""
+    pc = RTCPeerConnection(rtc_configuration())
+    frames = FrameCounter()
+    pc.on("track", frames.attach)
+    status, reply = await post(f"{url}/offer", json={"sdp": await offer_sdp(pc, *kinds), "type": "offer"})
+    assert status == 200, reply
+    connected = asyncio.Event()
+    pc.on("connectionstatechange", lambda: pc.connectionState == "connected" and connected.set())
+    await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], reply["type"]))
+    await asyncio.wait_for(connected.wait(), 10)
+    return pc, frames, reply
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (json.dumps({"type": "offer"}).encode(), 'missing "sdp"'),
+        (json.dumps({"sdp": "hello, I am not an SDP", "type": "offer"}).encode(), "invalid SDP"),
+        (json.dumps({"sdp": "v=0\r\nm=audio banana\r\n", "type": "offer"}).encode(), "invalid SDP"),
+        (json.dumps({"sdp": NO_MEDIA_SDP, "type": "offer"}).encode(), "no audio or video m-line"),
+        (json.dumps({"sdp": NO_MEDIA_SDP, "type": "answer"}).encode(), '"type" must be "offer"'),
+    ],
+)
+async def test_bad_offers_are_400_with_a_reason(live_server, body, words):
+    server = await live_server()
+    status, reply = await post(f"{server.url}/offer", data=body, headers={"Content-Type": "application/json"})
+    assert status == 400
+    assert words in reply["error"]
+    assert (await health(server.url))["sessions"] == 0
+
+
+async def test_an_offer_that_receives_no_video_is_refused(live_server):
+    server = await live_server()
+    pc = RTCPeerConnection(rtc_configuration())
+    try:
+        status, reply = await post(f"{server.url}/offer", json={"sdp": await offer_sdp(pc, "audio"), "type": "offer"})
+    finally:
+        await pc.close()
+    assert status == 400 and "receive video" in reply["error"]
+
+
+async def test_an_unknown_avatar_is_404(live_server):
+    server = await live_server()
+    pc = RTCPeerConnection(rtc_configuration())
+    try:
+        sdp = await offer_sdp(pc, "audio", "video")
+        status, reply = await post(f"{server.url}/offer", json={"sdp": sdp, "type": "offer", "avatar": "0123456789abcdef"})
+    finally:
+        await pc.close()
+    assert status == 404 and "unknown avatar" in reply["error"]
+
+
+async def test_a_full_server_refuses_with_503_and_recovers(live_server):
+    server = await live_server(max_sessions=1)
+    first, _, _ = await connect(server.url, "video")
+    second = RTCPeerConnection(rtc_configuration())
+    try:
+        status, reply = await post(f"{server.url}/offer", json={"sdp": await offer_sdp(second, "video"), "type": "offer"})
+        assert status == 503 and "capacity" in reply["error"]
+    finally:
+        await first.close()
+        await second.close()
+    assert await wait_for(lambda: _no_sessions(server.url), 5)
+    third, frames, _ = await connect(server.url, "video")
+    await third.close()
+
+
+async def _no_sessions(url: str) -> bool:
+    return (await health(url))["sessions"] == 0
+
+
+async def test_uploads_too_large_or_not_a_photo_are_refused(live_server):
+    server = await live_server(max_upload_bytes=50_000)
+    status, reply = await post(f"{server.url}/avatars", data=os.urandom(60_000))
+    assert status == 413 and "limit" in reply["error"]
+    status, reply = await post(f"{server.url}/avatars", data=b"this is not an image")
+    assert status == 422 and "image" in reply["error"]
+    status, reply = await post(f"{server.url}/avatars", data=b"")
+    assert status == 400
+
+
+async def test_an_uploaded_photo_becomes_an_avatar_an_offer_can_name(live_server):
+    server = await live_server()
+    form = aiohttp.FormData()
+    form.add_field("image", BUILTIN_PHOTO.read_bytes(), filename="me.jpg", content_type="image/jpeg")
+    status, reply = await post(f"{server.url}/avatars", data=form)
+    assert status == 200, reply
+    pc = RTCPeerConnection(rtc_configuration())
+    try:
+        sdp = await offer_sdp(pc, "video")
+        status, answer = await post(f"{server.url}/offer", json={"sdp": sdp, "type": "offer", "avatar": reply["avatar"]})
+        assert status == 200 and answer["avatar"]["id"] == reply["avatar"]
+    finally:
+        await pc.close()
+
+
+async def test_a_video_only_peer_gets_the_idle_avatar(live_server):
+    server = await live_server(peer_timeout_s=1.0)  # its RTCP reports alone must keep it alive
+    pc, frames, _ = await connect(server.url, "video")
+    try:
+        await asyncio.sleep(2.5)
+        assert frames.in_last(1.0) >= 22
+        (stats,) = (await health(server.url))["live"]
+        assert stats["state"] == "idle" and stats["fps"] >= 22
+    finally:
+        await pc.close()
+
+
+async def test_a_peer_that_never_connects_is_dropped(live_server):
+    server = await live_server(connect_timeout_s=1.0)
+    pc = RTCPeerConnection(rtc_configuration())
+    status, _ = await post(f"{server.url}/offer", json={"sdp": await offer_sdp(pc, "video"), "type": "offer"})
+    assert status == 200
+    await pc.close()  # the answer is never applied: no ICE, no DTLS
+    assert (await health(server.url))["sessions"] == 1
+    assert await wait_for(lambda: _no_sessions(server.url), 4)
+
+
+async def test_a_session_ends_at_its_time_limit(live_server):
+    server = await live_server(session_time_limit_s=1.0)
+    pc, frames, _ = await connect(server.url, "video")
+    try:
+        assert await wait_for(lambda: _no_sessions(server.url), 4)
+        assert len(frames.times) > 0
+    finally:
+        await pc.close()
+
+
+VANISHING_PEER = """
+import asyncio, json, sys, urllib.request
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
+
+async def main():
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(AudioStreamTrack())
+    pc.addTransceiver("video", direction="recvonly")
+    pc.on("track", lambda track: asyncio.ensure_future(drain(track)))
+    await pc.setLocalDescription(await pc.createOffer())
+    body = json.dumps({"sdp": pc.localDescription.sdp, "type": "offer"}).encode()
+    request = urllib.request.Request(sys.argv[1] + "/offer", body, {"Content-Type": "application/json"})
+    reply = json.load(await asyncio.to_thread(urllib.request.urlopen, request))
+    await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], reply["type"]))
+    print(reply["session"], flush=True)
+    await asyncio.sleep(3600)
+
+async def drain(track):
+    while True:
+        await track.recv()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_peer_that_vanishes_is_cleaned_up_while_another_keeps_streaming(live_server):
+    server = await live_server(peer_timeout_s=1.5)
+    steady, frames, steady_reply = await connect(server.url, "video")
+    peer = await asyncio.create_subprocess_exec(sys.executable, "-c", VANISHING_PEER, server.url,
+                                                stdout=asyncio.subprocess.PIPE)
+    try:
+        vanished = (await asyncio.wait_for(peer.stdout.readline(), 20)).decode().strip()
+
+        async def streaming() -> bool:
+            live = {s["session"]: s for s in (await health(server.url))["live"]}
+            return live.get(vanished, {}).get("frames", 0) > 10
+
+        assert await wait_for(streaming, 10)
+        peer.send_signal(signal.SIGKILL)  # no BYE, no DTLS close: the peer is just gone
+
+        async def gone() -> bool:
+            return [s["session"] for s in (await health(server.url))["live"]] == [steady_reply["session"]]
+
+        assert await wait_for(gone, 6)
+        await asyncio.sleep(1.0)
+        assert frames.in_last(1.0) >= 22
+    finally:
+        if peer.returncode is None:
+            peer.kill()
+        await peer.wait()
+        await steady.close()
+
+
+async def test_the_websocket_signals_controls_and_reports(live_server):
+    server = await live_server(stats_interval_s=0.3)
+    pc = RTCPeerConnection(rtc_configuration())
+    frames = FrameCounter()
+    pc.on("track", frames.attach)
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.url}/ws") as ws:
+            await ws.send_json({"type": "interrupt"})
+            assert (await ws.receive_json())["status"] == 409  # nothing to interrupt yet
+            await ws.send_json({"type": "offer", "sdp": await offer_sdp(pc, "audio", "video"), "prompt": "calm"})
+            answer = await ws.receive_json()
+            assert answer["type"] == "answer", answer
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            await ws.send_json({"type": "prompt", "text": "lively, nodding"})
+            await ws.send_json({"type": "interrupt"})
+            await ws.send_json({"type": "dance"})
+            seen: dict[str, dict] = {}
+            while "stats" not in seen or seen["stats"]["frames"] < 5:
+                message = await asyncio.wait_for(ws.receive_json(), 5)
+                seen[message["type"]] = message
+            assert seen["prompt"]["style"]["sway"] > 1 and seen["prompt"]["style"]["nod"] > 1
+            assert "interrupted" in seen
+            assert seen["error"]["status"] == 400 and "dance" in seen["error"]["error"]
+            assert seen["stats"]["state"] in ("idle", "speaking") and seen["stats"]["session"] == answer["session"]
+        # Closing the websocket ends its session.
+        assert await wait_for(lambda: _no_sessions(server.url), 5)
+    await pc.close()
+    assert len(frames.times) > 0
+    assert np.all(np.diff(frames.times) >= 0)
