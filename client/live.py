@@ -201,7 +201,10 @@ async def call(config: ClientConfig) -> Call:
                     tasks.append(asyncio.ensure_future(_collect_audio(track, got, recorder)))
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["type"]))
-            await asyncio.wait_for(connected.wait(), config.connect_timeout_s)
+            try:
+                await asyncio.wait_for(connected.wait(), config.connect_timeout_s)
+            except asyncio.TimeoutError:
+                raise ClientError(f"no media connection to {base} within {config.connect_timeout_s:g} s") from None
             log.info("session %s connected; streaming %.1f s of audio", session, source.duration_s)
             while source.started is None:
                 await asyncio.sleep(0.01)

@@ -108,16 +108,17 @@ class MotionController:
             return 1.0 - (t - cfg.blink_close_s) / cfg.blink_open_s
         return 0.0
 
-    def next(self, n: int, speech: float = 0.0) -> np.ndarray:
-        """Controls for the next n frames; `speech` in [0, 1] is the latest voice activity."""
+    def next(self, levels: np.ndarray) -> np.ndarray:
+        """Controls for the next len(levels) frames; `levels` is each frame's voice level in [0, 1]."""
         cfg = self.config
+        n = len(levels)
         out = np.zeros((n, len(CONTROL_CHANNELS)), np.float32)
         follow = 1.0 - math.exp(-1.0 / (cfg.follow_s * cfg.fps))
         target = np.array(self._as_vector(self._target))
         for row in range(n):
             frame = self._frame
             self._style += follow * (target - self._style)
-            self._activity += 0.08 * (float(speech) - self._activity)
+            self._activity += 0.08 * (float(levels[row]) - self._activity)
             sway, yaw_bias, pitch_bias, nod, _ = self._style
             t = frame / cfg.fps
             wave = np.sin(2 * math.pi * self._freqs * t + self._phases).sum(axis=1) / 3.0

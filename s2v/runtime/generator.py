@@ -16,13 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2v.avatar import Avatar
-from s2v.contract import MOTION_CHANNELS
 from s2v.control.idle import IdleConfig, MotionController, MotionStyle
 from s2v.runtime.model import ExportedModel
 
 log = logging.getLogger(__name__)
-
-_SPEECH = MOTION_CHANNELS.index("speech")
 
 
 @dataclass
@@ -31,6 +28,15 @@ class AvatarFrame:
     image: np.ndarray  # H x W x 3 uint8 RGB, the whole output frame
     audio: np.ndarray  # float32 16 kHz mono, exactly the samples this frame shows
     motion: np.ndarray  # float32 [len(MOTION_CHANNELS)] the mouth motion drawn
+
+
+def voice_level(audio: np.ndarray, step: int) -> np.ndarray:
+    """Per-frame loudness in [0, 1] (-50 dBFS .. -20 dBFS): livens head motion while someone speaks.
+
+    Taken from the audio itself, before the graph runs, so batching never changes the result.
+    """
+    rms = np.sqrt(np.mean(audio.reshape(-1, step) ** 2, axis=1) + 1e-12)
+    return np.clip((20 * np.log10(rms) + 50) / 30, 0.0, 1.0)
 
 
 def as_float_pcm(pcm: np.ndarray) -> np.ndarray:
@@ -70,7 +76,6 @@ class StreamingGenerator:
         self._state = model.initial_state()
         self._held: deque[np.ndarray] = deque()  # audio of frames the graph has seen but not yet drawn
         self._steps = 0  # frames of audio given to the graph
-        self._speech = 0.0
         x0, y0, x1, y1 = avatar.box
         self._box = (slice(y0, y1), slice(x0, x1))
 
@@ -129,7 +134,7 @@ class StreamingGenerator:
 
     def _advance(self, audio: np.ndarray, state: np.ndarray) -> Iterator[AvatarFrame]:
         n = len(audio) // self._step
-        controls = self.controller.next(n, self._speech)
+        controls = self.controller.next(voice_level(audio, self._step))
         crops, motion, new_state = self.model.run(audio, state, controls, self.avatar.inputs)
         ready: list[tuple[int, np.ndarray, int]] = []  # (frame index, its audio, row)
         with self._lock:
@@ -143,7 +148,6 @@ class StreamingGenerator:
                 if index >= 0:
                     ready.append((index, self._held.popleft(), i))
         for index, frame_audio, i in ready:
-            self._speech = float(motion[i, _SPEECH])
             image = self.avatar.background.copy()
             image[self._box] = crops[i]
             yield AvatarFrame(index=index, image=image, audio=frame_audio, motion=motion[i])
