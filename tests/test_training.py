@@ -1,0 +1,44 @@
+"""Training from scratch runs end to end on a tiny corpus; the viseme targets say what the mouth must do."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the train extra (pip install -e '.[test]')")
+
+from s2v.contract import MOTION_CHANNELS  # noqa: E402
+from s2v.motion.network import MotionNet  # noqa: E402
+from s2v.motion.visemes import Phone, motion_targets  # noqa: E402
+from s2v.training.corpus import CorpusConfig, load_corpus  # noqa: E402
+from s2v.training.train import TrainConfig, train  # noqa: E402
+
+CH = {name: i for i, name in enumerate(MOTION_CHANNELS)}
+
+
+def test_targets_close_the_lips_on_m_and_open_the_jaw_on_aa():
+    phones = [Phone("pau", 0.0, 0.3), Phone("m", 0.3, 0.45), Phone("aa", 0.45, 0.65), Phone("p", 0.65, 0.75),
+              Phone("uw", 0.75, 0.95), Phone("pau", 0.95, 1.4)]
+    t = motion_targets(phones, 35)
+    assert t[9, CH["lip_closure"]] > 0.9  # inside /m/ (0.36-0.40 s): lips shut although /m/ is voiced
+    assert t[13, CH["jaw_open"]] > 0.6 and t[13, CH["lip_closure"]] < 0.1  # /aa/
+    assert t[21, CH["lip_spread"]] < -0.5  # /uw/ rounds
+    assert t[17, CH["lip_spread"]] < t[13, CH["lip_spread"]]  # rounding starts before /uw/, across /p/
+    assert t[-3:, CH["speech"]].max() < 0.1 and t[-3:, CH["jaw_open"]].max() < 0.1  # rest after speech
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="festival is installed by the README's test command")
+def test_train_from_scratch_on_a_tiny_corpus(tmp_path):
+    corpus = CorpusConfig(train_voices=("kal_diphone",), eval_voice="cmu_us_slt_arctic_hts", sentences_per_voice=6,
+                          eval_sentences=2, sentences_per_process=6, cache_dir=tmp_path / "corpus")
+    loaded = load_corpus(corpus)
+    clip = loaded.train[0]
+    assert clip.phones and abs(clip.phones[-1].end - len(clip.audio) / 16000) < 0.1  # timings match the audio
+    out = train(TrainConfig(corpus=corpus, epochs=2, steps_per_epoch=3, batch=4, out=tmp_path / "motion.pt"))
+    net = MotionNet.load(out)
+    motion, state = net(torch.zeros(640 * 5), net.initial_state())
+    assert motion.shape == (5, len(MOTION_CHANNELS)) and torch.isfinite(motion).all()
+    assert state.shape == (1, net.state_size)
+    assert np.isfinite(net.feat_std.numpy()).all()
