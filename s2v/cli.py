@@ -21,7 +21,7 @@ log = logging.getLogger("s2v")
 @dataclass
 class PrepareConfig:
     image: Path = field(default=Path("photo.jpg"), metadata={"help": "photo to prepare"})
-    output: Path = field(default=Path("avatars"), metadata={"help": "avatar store folder"})
+    output: Path = field(default=Path("avatars"), metadata={"help": "avatar store folder", "short": ("-o",)})
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.handler(args)
+    try:
+        args.handler(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: one clear line, not a traceback
+        raise SystemExit(f"s2v {args.command}: {exc}") from None
 
 
 if __name__ == "__main__":

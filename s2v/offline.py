@@ -26,7 +26,7 @@ AUDIO_RATE = 48000  # the MP4 keeps the source audio at full quality, not the mo
 class RenderConfig:
     image: Path | None = field(default=None, metadata={"help": "photo of the person (default: built-in avatar)"})
     audio: Path | None = field(default=None, metadata={"help": "speech to lip-sync (any format ffmpeg reads)"})
-    output: Path = field(default=Path("out.mp4"), metadata={"help": "MP4 to write (H.264 + AAC)"})
+    output: Path = field(default=Path("out.mp4"), metadata={"help": "MP4 to write (H.264 + AAC)", "short": ("-o",)})
     prompt: str = field(default="", metadata={"help": "free text steering head motion, e.g. 'calm, nodding'"})
     batch: int = field(default=8, metadata={"help": "frames per ONNX Runtime call"})
     seed: int = field(default=0, metadata={"help": "seed of the idle motion (blinks, sway)"})

@@ -55,16 +55,16 @@ def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """One `--flag` per field; help text comes from the field's `metadata={"help": ...}`."""
+    """One `--flag` per field; `metadata={"help": ..., "short": ("-o",)}` gives its help and short forms."""
     for f, kind in _fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = [*f.metadata.get("short", ()), "--" + f.name.replace("_", "-")]
         help_text = f.metadata.get("help", "")
         if kind is bool:
-            parser.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(*flags, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
             continue
-        parser.add_argument(flag, dest=f.name, default=None, type=lambda t, k=kind: _parse(k, t), help=help_text)
+        parser.add_argument(*flags, dest=f.name, default=None, type=lambda t, k=kind: _parse(k, t), help=help_text)
 
 
 def from_sources(cls: type[T], args: argparse.Namespace | None = None, env_prefix: str = "S2V_", **overrides: Any) -> T:
