@@ -1,6 +1,8 @@
 """One photo -> an `Avatar`: the output frame, where the head crop goes, and the rig arrays the graph animates.
 
-Framing is portrait: the face spans `face_width` of the frame and the eyes sit at `eye_line` from the top. Only a
+The output frame follows the photo: it shows as much of it as fits the output size, centred on the face, zoomed in
+only when the face would span less than `min_face_width` of the frame and out (the border extended) when it would
+span more than `face_width`. The photo's framing (portrait, half-body, full-body) is recorded in `info`. Only a
 square around the head (`head_crop` face widths) is rendered per frame; the rest of the frame is the still
 background, so warping cost scales with the head, not the frame.
 """
@@ -26,7 +28,13 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 30 * 1024 * 1024
 WORK_MAX_SIDE = 4096  # larger photos are downscaled first: more pixels add nothing at these output sizes
+MAX_DECODE_PIXELS = 50_000_000  # refused beyond this once JPEG's reduced-scale decoding is counted (~150 MB RGB)
 MIN_FACE_PX = 64
+MAX_NOSE_OFFSET = 0.3  # nose tip this far off the face's centre (in face widths) is a profile, not a turned head
+
+# Named output sizes: (long side, short side). The long side follows the photo's orientation; a square photo
+# gives a landscape frame.
+SIZES: dict[str, tuple[int, int]] = {"512": (512, 512), "480p": (854, 480), "720p": (1280, 720)}
 
 
 class AvatarError(ValueError):
@@ -35,11 +43,24 @@ class AvatarError(ValueError):
 
 @dataclass(frozen=True)
 class AvatarConfig:
-    width: int = 512  # output frame
+    width: int = 512  # output frame, used as given when `size` is empty
     height: int = 512
-    face_width: float = 0.35  # ear-to-ear face width as a fraction of min(width, height)
-    eye_line: float = 0.40  # eyes' height from the top, as a fraction of height
+    size: str = ""  # "512", "480p" or "720p": named size whose orientation follows the photo (overrides width, height)
+    face_width: float = 0.35  # largest ear-to-ear face width, as a fraction of min(width, height)
+    min_face_width: float = 0.12  # smallest: a face that would be smaller in the frame is zoomed in on
+    eye_line: float = 0.40  # eyes' height from the top (fraction of height) where the photo leaves the choice
     head_crop: float = 1.65  # side of the rendered head square, in face widths (1.75 keeps more hair; +10 % time)
+
+    def __post_init__(self) -> None:
+        if self.size and self.size not in SIZES:
+            raise AvatarError(f"unknown size {self.size!r}: use one of {', '.join(SIZES)}")
+
+    def frame_size(self, photo_w: int, photo_h: int) -> tuple[int, int]:
+        """(width, height) of the output frame for a photo of this size."""
+        if not self.size:
+            return self.width, self.height
+        long, short = SIZES[self.size]
+        return (long, short) if photo_w >= photo_h else (short, long)
 
 
 @dataclass
@@ -70,15 +91,21 @@ def load_rgb(data: bytes) -> np.ndarray:
         raise AvatarError(f"the image is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB")
     try:
         with warnings.catch_warnings():
-            # PIL's decompression-bomb guard, from its warning threshold on (~89 MP), before any pixel is decoded
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns from ~89 MP and refuses from ~179 MP; below that, what counts is what will be decoded
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-            im.draft("RGB", (WORK_MAX_SIDE, WORK_MAX_SIDE))  # JPEG decodes straight at a reduced scale
-            im = ImageOps.exif_transpose(im)
-            im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        limit = Image.MAX_IMAGE_PIXELS // 10**6
-        raise AvatarError(f"the image has too many pixels to decode safely ({limit} MP max)") from e
+        im.draft("RGB", (WORK_MAX_SIDE, WORK_MAX_SIDE))  # JPEG decodes straight at a reduced scale
+        if im.size[0] * im.size[1] > MAX_DECODE_PIXELS:
+            raise AvatarError(
+                f"the image is {im.size[0]}x{im.size[1]}: too many pixels to decode safely "
+                f"({MAX_DECODE_PIXELS // 10**6} MP max, or a JPEG)"
+            )
+        im = ImageOps.exif_transpose(im)
+        im.load()
+    except AvatarError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise AvatarError("the image has too many pixels to decode safely") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise AvatarError(f"not a readable image ({e})") from e
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # high bit depth grey: stretch to 8 bit
@@ -95,18 +122,51 @@ def load_rgb(data: bytes) -> np.ndarray:
     return np.asarray(im, np.uint8).copy()
 
 
-def _frame(rgb: np.ndarray, lm: np.ndarray, cfg: AvatarConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Scale and place the photo into the output frame; returns the frame, landmarks in it, and warnings.
+def detect_framing(lm: np.ndarray, photo_w: int, photo_h: int) -> str:
+    """'portrait', 'half-body' or 'full-body', from how much of the photo lies below the chin, in face widths.
+
+    Shoulders fall about one face width below the chin and the waist about four; a face that fills much of the
+    photo's width is a portrait whatever lies below it.
+    """
+    fw = float(np.linalg.norm(lm[16] - lm[0]))
+    below = (photo_h - float(lm[8, 1])) / fw
+    if below < 1.5 or fw / photo_w > 0.28:
+        return "portrait"
+    return "half-body" if below < 4.5 else "full-body"
+
+
+def _check_pose(lm: np.ndarray) -> None:
+    """Refuse profiles: the warp turns a head a few degrees, it cannot invent the hidden half of a face."""
+    axis = lm[16] - lm[0]
+    fw = float(np.linalg.norm(axis))
+    offset = float(np.dot(lm[30] - (lm[0] + lm[16]) / 2, axis / fw)) / fw
+    if abs(offset) > MAX_NOSE_OFFSET:
+        raise AvatarError("the face is turned to the side (profile view): use a photo looking roughly at the camera")
+
+
+def _window(lm: np.ndarray, w: int, h: int, W: int, H: int, cfg: AvatarConfig) -> tuple[float, float, float]:
+    """Scale and source top-left (ax, ay) of the output frame: as much of the photo as the frame holds, centred on
+    the face and kept inside the photo, with the face's share of the frame held within [min_face_width, face_width].
+    """
+    fw = float(np.linalg.norm(lm[16] - lm[0]))
+    side = min(W, H)
+    scale = float(np.clip(max(W / w, H / h), cfg.min_face_width * side / fw, cfg.face_width * side / fw))
+    cx, eye_y = (lm[0, 0] + lm[16, 0]) / 2, float(lm[36:48, 1].mean())
+
+    def place(want: float, span: float, size: int) -> float:  # beyond the photo only when it is too small
+        return float(np.clip(want, 0.0, size - span)) if size >= span else want
+
+    return scale, place(cx - W / 2 / scale, W / scale, w), place(eye_y - cfg.eye_line * H / scale, H / scale, h)
+
+
+def _frame(rgb: np.ndarray, lm: np.ndarray, W: int, H: int, cfg: AvatarConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Scale and place the photo into the W x H output frame; returns the frame, landmarks in it, and warnings.
 
     The source region is cut before resizing (a small face in a big photo would otherwise be upscaled whole),
     and the placement offset is whole pixels so the photo is resampled once.
     """
-    W, H = cfg.width, cfg.height
-    fw = float(np.linalg.norm(lm[16] - lm[0]))
-    scale = cfg.face_width * min(W, H) / fw
-    centre = np.array([(lm[0, 0] + lm[16, 0]) / 2, lm[36:48, 1].mean()])
-    ax, ay = centre[0] - W / 2 / scale, centre[1] - cfg.eye_line * H / scale
     h, w = rgb.shape[:2]
+    scale, ax, ay = _window(lm, w, h, W, H, cfg)
     sx0, sy0 = int(max(np.floor(ax) - 2, 0)), int(max(np.floor(ay) - 2, 0))
     sx1, sy1 = int(min(np.ceil(ax + W / scale) + 2, w)), int(min(np.ceil(ay + H / scale) + 2, h))
     if sx1 <= sx0 or sy1 <= sy0:
@@ -117,8 +177,7 @@ def _frame(rgb: np.ndarray, lm: np.ndarray, cfg: AvatarConfig) -> tuple[np.ndarr
     img = cv2.resize(src, size, interpolation=interp)
     k = np.array([size[0] / (sx1 - sx0), size[1] / (sy1 - sy0)])
     lm_s = (lm - [sx0, sy0]) * k
-    ox = int(round((centre[0] - sx0) * k[0] - W / 2))
-    oy = int(round((centre[1] - sy0) * k[1] - cfg.eye_line * H))
+    ox, oy = int(round((ax - sx0) * k[0])), int(round((ay - sy0) * k[1]))
     pad = (max(-oy, 0), max(oy + H - img.shape[0], 0), max(-ox, 0), max(ox + W - img.shape[1], 0))
     warn = []
     if max(pad) > 0.03 * min(W, H):  # a few replicated pixels are invisible; more is worth saying
@@ -137,18 +196,19 @@ def _frame(rgb: np.ndarray, lm: np.ndarray, cfg: AvatarConfig) -> tuple[np.ndarr
     return np.ascontiguousarray(frame), (lm_s - [ox - pad[2], oy - pad[0]]).astype(np.float32), warn
 
 
-def _head_box(lm: np.ndarray, cfg: AvatarConfig) -> tuple[int, int, int, int]:
+def _head_box(lm: np.ndarray, W: int, H: int, cfg: AvatarConfig) -> tuple[int, int, int, int]:
     """Square around the head, a multiple of 8 px, eyes at 45 % from its top, shifted (not shrunk) into the frame."""
     fw = float(np.linalg.norm(lm[16] - lm[0]))
-    side = min(int(round(cfg.head_crop * fw / 8)) * 8, min(cfg.width, cfg.height) // 8 * 8)
+    side = min(int(round(cfg.head_crop * fw / 8)) * 8, min(W, H) // 8 * 8)
     cx, eye_y = (lm[0, 0] + lm[16, 0]) / 2, float(lm[36:48, 1].mean())
-    x0 = int(np.clip(round(cx - side / 2), 0, cfg.width - side))
-    y0 = int(np.clip(round(eye_y - 0.45 * side), 0, cfg.height - side))
+    x0 = int(np.clip(round(cx - side / 2), 0, W - side))
+    y0 = int(np.clip(round(eye_y - 0.45 * side), 0, H - side))
     return x0, y0, x0 + side, y0 + side
 
 
 def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
-    """Photo bytes -> Avatar. Raises AvatarError for what is not an image, has no face, or a face under 64 px."""
+    """Photo bytes -> Avatar. Raises AvatarError for what is not an image, has no face, a face under 64 px or a
+    profile; several faces give the largest, with a warning in `info`."""
     cfg = config or AvatarConfig()
     rgb = load_rgb(data)
     faces = find_faces(rgb)
@@ -160,9 +220,12 @@ def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
         warn.append(f"found {len(faces)} faces, used the largest")
     if face.width < MIN_FACE_PX:
         raise AvatarError(f"the face is {face.width:.0f} px wide; at least {MIN_FACE_PX} px are needed")
-    frame, lm, frame_warn = _frame(rgb, face.points, cfg)
+    _check_pose(face.points)
+    framing = detect_framing(face.points, rgb.shape[1], rgb.shape[0])
+    W, H = cfg.frame_size(rgb.shape[1], rgb.shape[0])
+    frame, lm, frame_warn = _frame(rgb, face.points, W, H, cfg)
     warn += frame_warn
-    box = _head_box(lm, cfg)
+    box = _head_box(lm, W, H, cfg)
     x0, y0, x1, y1 = box
     crop = frame[y0:y1, x0:x1]
     rig = build_rig(crop, lm - [x0, y0])
@@ -172,6 +235,8 @@ def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
         "photo_size": [rgb.shape[1], rgb.shape[0]],
         "face_box": [round(v, 1) for v in face.box],
         "faces_found": len(faces),
+        "framing": framing,
+        "frame_size": [W, H],
         "crop_size": [y1 - y0, x1 - x0],
         "warnings": warn,
         "rig": rig.info,

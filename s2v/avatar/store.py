@@ -83,14 +83,23 @@ class AvatarStore:
         return self.root / f"{key}.json", self.root / f"{key}.npz"
 
     def _write(self, avatar: Avatar) -> None:
+        """Arrays then metadata, each through a temporary file; on any failure nothing of this avatar is left."""
         meta_path, arrays_path = self._paths(avatar.id)
         meta = {"id": avatar.id, "box": list(avatar.box), "inputs": list(avatar.inputs), "info": avatar.info}
-        with tempfile.NamedTemporaryFile(dir=self.root, suffix=".npz.tmp", delete=False) as f:
-            np.savez_compressed(f, background=avatar.background, **avatar.inputs)
-        os.replace(f.name, arrays_path)
-        with tempfile.NamedTemporaryFile("w", dir=self.root, suffix=".json.tmp", delete=False) as f:
-            json.dump(meta, f)
-        os.replace(f.name, meta_path)
+        tmp: list[Path] = []
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.root, suffix=".npz.tmp", delete=False) as f:
+                tmp.append(Path(f.name))
+                np.savez_compressed(f, background=avatar.background, **avatar.inputs)
+            os.replace(f.name, arrays_path)
+            with tempfile.NamedTemporaryFile("w", dir=self.root, suffix=".json.tmp", delete=False) as f:
+                tmp.append(Path(f.name))
+                json.dump(meta, f)
+            os.replace(f.name, meta_path)
+        except BaseException:
+            for path in (*tmp, arrays_path, meta_path):
+                path.unlink(missing_ok=True)
+            raise
         self._remember(avatar)
 
     def _remember(self, avatar: Avatar) -> None:

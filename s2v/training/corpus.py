@@ -1,11 +1,12 @@
-"""Training corpus: reproducible sentences synthesised by festival and espeak-ng, with every phone's timing.
+"""Training corpus: reproducible sentences synthesised by festival, flite and espeak-ng, with every phone's timing.
 
 Sentences are random word sequences drawn (fixed seed) from festival's own CMU lexicon, weighted
 towards words with the phones whose lip shapes matter most (/p b m/, /f v/, /uw ow w/). The
 synthesisers give the audio and the phone segmentation together, so the motion targets come for
-free. Festival has three voices; espeak-ng's many voice variants (pitch, formants, Klatt source)
-add the speaker variety two training voices lack. One festival voice is held out entirely
-(different voice, different sentences) to measure generalisation. Results are cached.
+free. Festival has three voices; flite adds two more recorded speakers (`rms` US male, `awb` Scottish
+male), and espeak-ng's many voice variants (pitch, formants, Klatt source) add the speaker variety a
+handful of recorded voices lack. One festival voice is held out entirely (different voice, different
+sentences) to measure generalisation. Results are cached.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_WORDS = ("the", "a", "to", "of", "and", "in", "is", "it", "you", "we", "my", "was", "for", "on", "with", "but")
 FAVOURED_PHONES = frozenset(("p", "b", "m", "f", "v", "uw", "ow", "w", "sh", "ch"))
 ESPEAK = "espeak"  # pseudo-voice: a random espeak-ng en-us variant per sentence
+FLITE = "flite_"  # prefix of flite voices: flite_rms, flite_awb (libflite_cmu_us_<name>.so)
 ESPEAK_VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6)) + ("klatt", "klatt2", "klatt3")
 _ENTRY = re.compile(r'^\("([a-z]+)" \S+ \((.*)\)\)$')
 
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    train_voices: tuple[str, ...] = ("kal_diphone", "cmu_us_slt_arctic_hts", ESPEAK)
+    train_voices: tuple[str, ...] = ("kal_diphone", "cmu_us_slt_arctic_hts", f"{FLITE}rms", f"{FLITE}awb", ESPEAK)
     eval_voice: str = "ked_diphone"
     sentences_per_voice: int = 500
     eval_sentences: int = 80
@@ -269,6 +271,45 @@ def _load(path: Path) -> list[Clip]:
     return clips
 
 
+class _FliteWave(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_char_p), ("sample_rate", ctypes.c_int), ("num_samples", ctypes.c_int),
+                ("num_channels", ctypes.c_int), ("samples", ctypes.POINTER(ctypes.c_short))]
+
+
+def synthesise_flite(voice: str, texts: list[str], stretches: list[float]) -> list[Clip]:
+    """Synthesise in-process with libflite (apt `flite`), reading phone end times from the Segment relation."""
+    lib = ctypes.CDLL("libflite.so.1")
+    name = f"cmu_us_{voice.removeprefix(FLITE)}"
+    register = getattr(ctypes.CDLL(f"libflite_{name}.so.1"), f"register_{name}")
+    vp, cp = ctypes.c_void_p, ctypes.c_char_p
+    for fn, res, args in ((register, vp, [cp]), (lib.flite_synth_text, vp, [cp, vp]),
+                          (lib.flite_feat_set_float, None, [vp, cp, ctypes.c_float]),
+                          (lib.utt_wave, ctypes.POINTER(_FliteWave), [vp]), (lib.utt_relation, vp, [vp, cp]),
+                          (lib.relation_head, vp, [vp]), (lib.item_next, vp, [vp]),
+                          (lib.item_feat_string, cp, [vp, cp]), (lib.item_feat_float, ctypes.c_float, [vp, cp]),
+                          (lib.delete_utterance, None, [vp])):
+        fn.restype, fn.argtypes = res, args
+    lib.flite_init()
+    handle = register(None)
+    features = ctypes.cast(handle, ctypes.POINTER(vp))[1]  # cst_voice starts {name, features, ...}
+    sr = CONTRACT.audio.sample_rate
+    clips: list[Clip] = []
+    for text, stretch in tqdm(list(zip(texts, stretches)), desc=f"flite {voice}", unit="sentence"):
+        lib.flite_feat_set_float(features, b"duration_stretch", stretch)
+        utt = lib.flite_synth_text(text.encode(), handle)
+        wav = lib.utt_wave(utt).contents
+        audio = np.ctypeslib.as_array(wav.samples, (wav.num_samples,)).astype(np.float32) / 32768.0
+        audio = signal.resample_poly(audio, sr, wav.sample_rate).astype(np.float32)
+        phones, start, item = [], 0.0, lib.relation_head(lib.utt_relation(utt, b"Segment"))
+        while item:
+            end = float(lib.item_feat_float(item, b"end"))
+            phones.append(Phone(lib.item_feat_string(item, b"name").decode(), start, end))
+            start, item = end, lib.item_next(item)
+        lib.delete_utterance(utt)
+        clips.append(Clip(voice, text, audio, phones))
+    return clips
+
+
 def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> list[Clip]:
     """Clips of one voice, from the cache when the same sentences were synthesised before."""
     # Each (voice, purpose) draws its own sentences, so held-out sentences differ from training ones.
@@ -288,6 +329,8 @@ def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> l
         rates = [int(175 / s) for s, _, _ in prosody]
         pitches = [int(np.clip((f - 80) / 70 * 60 + 20, 0, 100)) for _, f, _ in prosody]
         clips = synthesise_espeak(texts, variants, rates, pitches)
+    elif voice.startswith(FLITE):
+        clips = synthesise_flite(voice, texts, [s for s, _, _ in prosody])
     else:
         clips = synthesise(voice, texts, prosody, config.sentences_per_process)
     config.cache_dir.mkdir(parents=True, exist_ok=True)
