@@ -18,6 +18,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 1280  # HOG cost grows with pixels; faces that matter are well above its 40-80 px minimum here
+MIN_SCORE = 0.3  # HOG margin: real faces score ~1 here; patterns like the astronaut's suit badge score under 0.2
 _lock = threading.Lock()  # dlib objects are not documented as thread-safe
 
 
@@ -69,9 +70,9 @@ def find_faces(rgb: np.ndarray) -> list[Face]:
         small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     small = np.ascontiguousarray(small)
     with _lock:
-        rects, scores, _ = detector.run(small, 0, 0.0)
+        rects, scores, _ = detector.run(small, 0, MIN_SCORE)
         if not rects:
-            rects, scores, _ = detector.run(small, 1, 0.0)
+            rects, scores, _ = detector.run(small, 1, MIN_SCORE)
         faces = []
         for rect, score in zip(rects, scores):
             box = (rect.left() / scale, rect.top() / scale, rect.right() / scale, rect.bottom() / scale)
