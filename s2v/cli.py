@@ -38,32 +38,41 @@ def _client(args: argparse.Namespace) -> None:
     print(json.dumps(stats, indent=2))
 
 
-def _load_avatar(image: Path | None):
-    from s2v.avatar import AvatarConfig, AvatarStore, prepare_avatar
+def _load_avatar(image: Path | None, config):
+    from s2v.avatar import AvatarStore, prepare_avatar
 
     if image is None:
-        return AvatarStore.default().builtin()
-    return prepare_avatar(Path(image).read_bytes(), AvatarConfig())
+        return AvatarStore.default().builtin(config)
+    return prepare_avatar(Path(image).read_bytes(), config)
 
 
 def _render(args: argparse.Namespace) -> None:
+    from s2v.avatar import AvatarConfig
     from s2v.offline import RenderConfig, render_file
     from s2v.runtime.model import ExportedModel, ModelConfig
 
     config = from_sources(RenderConfig, args)
-    if config.audio is None:
-        raise SystemExit("s2v render: --audio WAV is required")
-    model = ExportedModel(from_sources(ModelConfig, args, threads=2))
-    stats = render_file(model, _load_avatar(config.image), config.audio, config.output, prompt=config.prompt,
-                        batch=config.batch, seed=config.seed)
-    print(f"wrote {config.output}: {stats['frames']} frames, {stats['realtime_factor']:.1f}x real time")
+    if config.audio is None and config.contact_sheet is None:
+        raise SystemExit("s2v render: --audio WAV is required (or --contact-sheet PNG alone)")
+    model_config = from_sources(ModelConfig, args, threads=2)
+    avatar = _load_avatar(config.image, from_sources(AvatarConfig, args))
+    if config.contact_sheet is not None:
+        from s2v.render.graph import GraphRenderer
+        from s2v.review import contact_sheet
+
+        contact_sheet(GraphRenderer(model_config.path), avatar, config.contact_sheet)
+        print(f"wrote {config.contact_sheet}")
+    if config.audio is not None:
+        stats = render_file(ExportedModel(model_config), avatar, config.audio, config.output, prompt=config.prompt,
+                            batch=config.batch, seed=config.seed)
+        print(f"wrote {config.output}: {stats['frames']} frames, {stats['realtime_factor']:.1f}x real time")
 
 
 def _prepare(args: argparse.Namespace) -> None:
     from s2v.avatar import AvatarConfig, AvatarStore
 
     config = from_sources(PrepareConfig, args)
-    avatar = AvatarStore(config.output).put(config.image.read_bytes(), AvatarConfig())
+    avatar = AvatarStore(config.output).put(config.image.read_bytes(), from_sources(AvatarConfig, args))
     print(json.dumps({"avatar": avatar.id, "info": avatar.info}, indent=2, default=str))
 
 
@@ -96,6 +105,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    from s2v.avatar import AvatarConfig
     from s2v.offline import RenderConfig
     from s2v.runtime.model import ModelConfig
 
@@ -117,8 +127,9 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
 
     command("serve", _serve, "run the avatar server (WebRTC, HTTP, websocket)", ServerConfig)
     command("client", _client, "stream a WAV to a server, record the avatar, print fps/latency/sync", ClientConfig)
-    command("render", _render, "lip-sync a photo to an audio file offline into an MP4", RenderConfig, ModelConfig)
-    command("prepare", _prepare, "prepare a photo as an avatar (face, landmarks, crop)", PrepareConfig,
+    command("render", _render, "lip-sync a photo to an audio file offline into an MP4", RenderConfig, ModelConfig,
+            AvatarConfig)
+    command("prepare", _prepare, "prepare a photo as an avatar (face, landmarks, crop)", PrepareConfig, AvatarConfig,
             positional=("image",))
     _add_torch_commands(command, next((a for a in argv if not a.startswith("-")), ""))
     return parser

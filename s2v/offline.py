@@ -30,6 +30,9 @@ class RenderConfig:
     prompt: str = field(default="", metadata={"help": "free text steering head motion, e.g. 'calm, nodding'"})
     batch: int = field(default=8, metadata={"help": "frames per ONNX Runtime call"})
     seed: int = field(default=0, metadata={"help": "seed of the idle motion (blinks, sway)"})
+    contact_sheet: Path | None = field(
+        default=None, metadata={"help": "also write a PNG grid of mouth shapes, a blink and head turns (needs onnx)"}
+    )
 
 
 def render_file(model: ExportedModel, avatar: Avatar, audio_path: Path, output: Path, *, prompt: str = "",

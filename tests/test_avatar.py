@@ -9,7 +9,6 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +57,8 @@ def test_a_half_body_photo_becomes_a_512_avatar():
 )
 def test_framing_is_told_from_what_lies_below_the_chin(pad, framing):
     top, bottom, left, right = pad
-    rgb = ASTRONAUT[: 512 + bottom] if bottom < 0 else np.pad(ASTRONAUT, ((top, bottom), (left, right), (0, 0)), "reflect")
+    padded = np.pad(ASTRONAUT, ((top, max(bottom, 0)), (left, right), (0, 0)), "reflect")
+    rgb = padded[: 512 + bottom] if bottom < 0 else padded
     assert prepare_avatar(encode(rgb)).info["framing"] == framing
 
 

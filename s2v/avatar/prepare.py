@@ -43,13 +43,16 @@ class AvatarError(ValueError):
 
 @dataclass(frozen=True)
 class AvatarConfig:
-    width: int = 512  # output frame, used as given when `size` is empty
-    height: int = 512
-    size: str = ""  # "512", "480p" or "720p": named size whose orientation follows the photo (overrides width, height)
-    face_width: float = 0.35  # largest ear-to-ear face width, as a fraction of min(width, height)
-    min_face_width: float = 0.12  # smallest: a face that would be smaller in the frame is zoomed in on
-    eye_line: float = 0.40  # eyes' height from the top (fraction of height) where the photo leaves the choice
-    head_crop: float = 1.65  # side of the rendered head square, in face widths (1.75 keeps more hair; +10 % time)
+    """How a photo becomes an avatar: the output frame's size and how the face sits in it."""
+
+    width: int = field(default=512, metadata={"help": "output frame width, used as given when --size is empty"})
+    height: int = field(default=512, metadata={"help": "output frame height, used as given when --size is empty"})
+    size: str = field(default="", metadata={"help": "512, 480p or 720p; orientation follows the photo"})
+    face_width: float = field(default=0.30, metadata={"help": "largest face width, fraction of the short side"})
+    min_face_width: float = field(default=0.12, metadata={"help": "smallest face width: zoom in on smaller faces"})
+    eye_line: float = field(default=0.40, metadata={"help": "eyes' height from the top where the photo leaves room"})
+    # side of the rendered head square, in face widths (1.75 keeps more hair; +10 % time)
+    head_crop: float = field(default=1.65, metadata={"help": "side of the animated head square, in face widths"})
 
     def __post_init__(self) -> None:
         if self.size and self.size not in SIZES:
@@ -159,7 +162,9 @@ def _window(lm: np.ndarray, w: int, h: int, W: int, H: int, cfg: AvatarConfig) -
     return scale, place(cx - W / 2 / scale, W / scale, w), place(eye_y - cfg.eye_line * H / scale, H / scale, h)
 
 
-def _frame(rgb: np.ndarray, lm: np.ndarray, W: int, H: int, cfg: AvatarConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _frame(
+    rgb: np.ndarray, lm: np.ndarray, W: int, H: int, cfg: AvatarConfig
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Scale and place the photo into the W x H output frame; returns the frame, landmarks in it, and warnings.
 
     The source region is cut before resizing (a small face in a big photo would otherwise be upscaled whole),

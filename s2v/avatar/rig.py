@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RIG_VERSION = 8  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 9  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -325,6 +325,10 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         raise_amp *= 0.3
     raise_w = np.clip(1 - xn**2, 0, 1) ** 0.5
     press = 0.02 * fw * lens
+    # closing a smile brings the upper lip down by its teeth's height: the lip itself stretches with the philtrum,
+    # from the nose base (which stays) to the lip's edge, so no row folds over another
+    h_edge = min(float((h_up + press).max()), d_nose - 2.0)
+    f_close = _ramp(-d_nose, -h_edge, D) * _ramp(2 * ext, ext, D)
     lip_lo = max(float(P[57, 1] - _interp(np.array([uc]), P[lo_idx, 0], P[lo_idx, 1])[0]), 2.0)
 
     # spread widens around the mouth centre, thins the lips towards S and lifts the corners; pucker narrows the
@@ -341,7 +345,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         fr.to_xy(0.0, depth),
         roll,
         fr.to_xy(0.0, -raise_amp * raise_w * f_up),
-        fr.to_xy(0.0, (h_up + press) * f_up),
+        fr.to_xy(0.0, (h_up + press) * f_close),
         fr.to_xy(0.14 * su_shape * win_v, -0.12 * D * lip_win - 0.025 * fw * corner * win_v),
         fr.to_xy(-0.22 * su_shape * win_v, 0.18 * D * lip_win),
         fr.to_xy(0.0, jaw),
@@ -384,7 +388,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         Dy,
         -0.5 * ddS,
         U - uc,
-        mw * (0.05 - 0.08 * np.clip(xn**2, 0, 1.5)),
+        mw * (0.09 - 0.11 * np.clip(xn**2, 0, 1.5)),
         teeth_shade,
         1 - _ramp(0.3 * hw_l, 0.6 * hw_l, au),
         np.sqrt(np.clip(1 - (xn / 0.8) ** 2, 0, 1)),

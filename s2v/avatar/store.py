@@ -73,9 +73,9 @@ class AvatarStore:
         self._remember(avatar)
         return avatar
 
-    def builtin(self) -> Avatar:
+    def builtin(self, config: AvatarConfig | None = None) -> Avatar:
         """The avatar shipped with the package (a crop of a public-domain NASA portrait)."""
-        return self.put(BUILTIN_PHOTO.read_bytes())
+        return self.put(BUILTIN_PHOTO.read_bytes(), config)
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         if not _ID.fullmatch(key):  # ids come from clients: never let one name a path

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 class MotionNetConfig:
     """Hyper-parameters; stored in the checkpoint as a dict."""
 
-    conv_channels: int = 128
+    conv_channels: int = 160
     kernel: int = 3
-    hidden: int = 128
+    hidden: int = 192
     dropout: float = 0.1  # training only; the exported graph runs in eval mode
     lookahead_frames: int = CONTRACT.lookahead_frames
 

@@ -1,5 +1,3 @@
-"""The renderer half of the exported graph (torch, used at export time only)."""
-
-from s2v.render.warp import WarpRenderer
-
-__all__ = ["WarpRenderer"]
+"""The renderer: the warp that animates the photo (torch, exported into the graph) and that graph's render step
+on its own (ONNX Runtime), for review sheets and geometry checks. Nothing here is imported eagerly, so serving
+never loads torch."""

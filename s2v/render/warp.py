@@ -47,9 +47,12 @@ def _block_masks() -> torch.Tensor:
 _BLOCKS = _block_masks()
 
 
-def _soft(x: torch.Tensor) -> torch.Tensor:
-    """1 px anti-aliased step: 0 for x <= -0.5, 1 for x >= 0.5."""
-    return (x + 0.5).clamp(0.0, 1.0)
+GAP_EDGE = 1.5  # px over which the lip gap fades in: a 1 px step reads as a cut-out at 25 fps
+
+
+def _soft(x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
+    """Anti-aliased step `width` px wide: 0 for x <= -width / 2, 1 for x >= width / 2."""
+    return (x / width + 0.5).clamp(0.0, 1.0)
 
 
 class WarpRenderer(nn.Module):
@@ -98,7 +101,9 @@ class WarpRenderer(nn.Module):
         line, up, low = torch.matmul(blocks, avatar_mouth_maps[qm:].reshape(k, 2 * pm)).reshape(3, n, 2, pm).unbind(0)
         dist = self._lip_dist(mouth, geo, line)
         above = (0.5 - dist).clamp(0.0, 1.0)
-        lips = line + low + above.unsqueeze(1) * (up - low)
+        # each pixel takes one lip's offsets: a blend of two lips moving apart would sample what lies between them
+        # (the teeth a closing smile hides) on the line where they meet
+        lips = line + torch.where((dist < 0).unsqueeze(1), up, low)
 
         # Both windows replace their pixels of the grid, then one bilinear warp of the photo.
         scale = geo[_GEO["grid_dx"] : _GEO["grid_dy"] + 1].reshape(1, 2, 1)
@@ -119,7 +124,8 @@ class WarpRenderer(nn.Module):
         # Lip gap: where a pixel sampled more of the other side of the lip line than lies under it at rest (so a
         # still mouth has no gap, not even on the line's anti-aliased pixels).
         src = self._lip_dist(mouth, geo, lips)
-        to_low, to_up = _soft(src) - _soft(dist), _soft(-src) - _soft(-dist)
+        to_low = _soft(src, GAP_EDGE) - _soft(dist, GAP_EDGE)
+        to_up = _soft(-src, GAP_EDGE) - _soft(-dist, GAP_EDGE)
         # ...and only between the lip corners, which move with the head, for both the pixel and what it samples
         # (beyond the corners the lips are one: no side to cross).
         zone = self._between_corners(mouth, geo, line) * self._between_corners(mouth, geo, lips)

@@ -111,6 +111,6 @@ def degrade(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         y = y + _coloured_noise(len(y), rng) * speech_rms * 10 ** (-snr_db / 20)
     y *= 10 ** (rng.uniform(-45, 8) / 20) / (np.max(np.abs(y)) + 1e-9)
     y = np.clip(y, -1.0, 1.0)
-    if rng.random() < 0.2:
+    if rng.random() < 0.12:
         y = opus_round_trip(y, int(rng.choice([16000, 24000, 32000, 48000])))
     return np.clip(y, -1.0, 1.0).astype(np.float32)

@@ -1,9 +1,10 @@
-"""Held-out evaluation of a MotionNet checkpoint, and a PNG plot of predicted vs reference curves.
+"""Evaluation of a MotionNet checkpoint on the held-out voice or on any WAV with a phone alignment,
+and a PNG plot of predicted vs reference curves.
 
-Metrics compare the streaming network's output with the viseme targets of the held-out voice:
-jaw_open correlation, how often /p b m/ frames are shown closed, the lag that best aligns the
-predicted jaw with the reference (0 means the look-ahead is used well), and how still the jaw
-stays during silence. Each is measured clean and under level and noise changes.
+Metrics compare the streaming network's output with the viseme targets of the phones: jaw_open
+correlation, how often /p b m/ frames are shown closed (overall and per phone), the lag that best
+aligns the predicted jaw with the reference (0 means the look-ahead is used well), and how still
+the jaw stays during silence. Each is measured clean and under level and noise changes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy import signal
+from scipy.io import wavfile
 
 from s2v.contract import CONTRACT, MOTION_CHANNELS
 from s2v.motion import MotionNet
-from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets
+from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets, phone_visemes
 from s2v.settings import add_arguments, from_sources
 from s2v.training.corpus import REPO_ROOT, Clip, CorpusConfig, voice_clips
 
@@ -105,6 +108,8 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
     out = {
         "jaw_r": float(np.corrcoef(pred[:, JAW], ref[:, JAW])[0, 1]),
         "closure_pbm": float(np.mean(pred[pbm, CLOSURE] > 0.5)),
+        **{f"closure_{b}": float(np.mean(pred[is_b, CLOSURE] > 0.5))
+           for b in sorted(BILABIAL_PHONES) if (is_b := np.array([nm == b for nm in names])).any()},
         "closure_non_pbm_speech": float(np.mean(pred[~pbm & ~silent, CLOSURE] > 0.5)),
         "lag_frames": float(lags[int(np.argmax(lag_r))]),
         "silence_jaw": float(np.mean(np.abs(pred[silent, JAW]))),
@@ -142,22 +147,78 @@ def evaluate(checkpoint: Path | str | MotionNet, corpus: CorpusConfig | None = N
     """Metrics of a checkpoint on the held-out voice, per condition (clean, quiet, loud+clipped, noisy)."""
     net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
     results = evaluate_clips(net.eval(), _held_out(corpus))
-    for cond, m in results.items():
-        log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f lag=%+d silence jaw=%.3f", cond, m["jaw_r"],
-                 m["closure_pbm"], int(m["lag_frames"]), m["silence_jaw"])
+    _log_results(results)
     return results
 
 
-def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip_index: int = 0,
-               corpus: CorpusConfig | None = None, seconds: float = 6.0) -> Path | None:
-    """Draw predicted (colour) vs reference (grey) curves of one held-out clip to a PNG, with phone labels."""
+def _log_results(results: dict[str, dict[str, float]]) -> None:
+    for cond, m in results.items():
+        per_phone = " ".join(f"/{k[8:]}/ {v:.2f}" for k, v in m.items() if k[8:] in BILABIAL_PHONES)
+        log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f (%s) lag=%+d silence jaw=%.3f", cond, m["jaw_r"],
+                 m["closure_pbm"], per_phone, int(m["lag_frames"]), m["silence_jaw"])
+
+
+def read_phones(path: Path) -> list[Phone]:
+    """Phone alignment in seconds: festival `.segs` (after a `#` line, `END_TIME NUMBER PHONE` per phone,
+    each phone starting where the previous one ended) or, for any other suffix, `START END PHONE` per line
+    (blank lines and lines starting with `#` skipped). Names are festival/CMU phones; ARPAbet in capitals
+    with stress digits (`AA1`) and aligner silences (`sil`, `sp`, `spn`) are accepted too."""
+
+    def name(text: str) -> str:
+        n = text.lower().rstrip("012")
+        return "pau" if n in ("sp", "spn", "") else n
+
+    lines = [ln.split() for ln in path.read_text().splitlines()]
+    phones: list[Phone] = []
+    if path.suffix == ".segs":
+        start = 0.0
+        for parts in lines[next(i for i, p in enumerate(lines) if p == ["#"]) + 1 :]:
+            if len(parts) == 3:
+                phones.append(Phone(name(parts[2]), start, float(parts[0])))
+                start = float(parts[0])
+    else:
+        for k, parts in enumerate(lines, 1):
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) != 3:
+                raise ValueError(f"{path}:{k}: expected 'START END PHONE', got {' '.join(parts)!r}")
+            phones.append(Phone(name(parts[2]), float(parts[0]), float(parts[1])))
+    if not phones:
+        raise ValueError(f"{path}: no phones")
+    for p in {p.name for p in phones}:
+        phone_visemes(p)  # warns once about names outside the phone set
+    return phones
+
+
+def file_clip(audio: Path, phones: Path) -> Clip:
+    """A WAV (any rate, channels averaged) at 16 kHz with its phone alignment (see read_phones)."""
+    rate, data = wavfile.read(audio)
+    if data.dtype.kind in "iu":
+        data = (data.astype(np.float64) - (128 if data.dtype == np.uint8 else 0)) / (np.iinfo(data.dtype).max + 1)
+    mono = data.reshape(len(data), -1).mean(axis=1)
+    sr = CONTRACT.audio.sample_rate
+    if rate != sr:
+        g = np.gcd(rate, sr)
+        mono = signal.resample_poly(mono, sr // g, rate // g)
+    return Clip(audio.name, "", mono.astype(np.float32), read_phones(phones))
+
+
+def evaluate_file(checkpoint: Path | str | MotionNet, audio: Path, phones: Path) -> dict[str, dict[str, float]]:
+    """Metrics of a checkpoint on one WAV with a phone alignment, per condition."""
+    net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
+    results = evaluate_clips(net.eval(), [file_clip(audio, phones)])
+    _log_results(results)
+    return results
+
+
+def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip: Clip, seconds: float = 6.0) -> Path | None:
+    """Draw predicted (colour) vs reference (grey) curves of a clip's first `seconds` to a PNG, with phone labels."""
     try:
         from PIL import Image, ImageDraw
     except ImportError:
         log.warning("pillow is not installed: no plot written")
         return None
     net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
-    clip = _held_out(corpus)[clip_index]
     audio, phones = padded(clip)
     audio = audio[: int(seconds * FPS) * SPF] if len(audio) > seconds * CONTRACT.audio.sample_rate else audio
     pred = predict(net.eval(), audio)
@@ -167,7 +228,7 @@ def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip_index:
     draw = ImageDraw.Draw(img)
     xs = left + (np.arange(len(pred)) + 0.5) * (w - left - 10) / len(pred)
     px_per_s = (w - left - 10) * FPS / len(pred)
-    draw.text((left, 5), f"held-out {clip.voice}: {clip.text}"[:170], fill="black")
+    draw.text((left, 5), f"{clip.voice}: {clip.text}"[:170], fill="black")
     colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
     for c, name in enumerate(MOTION_CHANNELS):
         top = 30 + c * row
@@ -196,17 +257,31 @@ def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip_index:
 class EvalConfig:
     checkpoint: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
                              metadata={"help": "MotionNet checkpoint to evaluate"})
-    plot: Path | None = field(default=None, metadata={"help": "also draw one held-out clip to this PNG"})
+    audio: Path | None = field(default=None, metadata={
+        "help": "also evaluate this WAV (any sample rate; channels are averaged); needs --phones"})
+    phones: Path | None = field(default=None, metadata={
+        "help": "phone alignment of --audio, times in seconds: festival .segs (suffix .segs: after a '#' line, "
+                "'END_TIME NUMBER PHONE' per phone) or any other file with 'START END PHONE' per line ('#' lines "
+                "skipped); festival/CMU phone names (pau, p, b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
+    plot: Path | None = field(default=None, metadata={
+        "help": "also draw one clip to this PNG: the --audio file if given, else a held-out clip"})
     clip_index: int = field(default=0, metadata={"help": "which held-out clip the plot shows"})
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
 
 
-def run_eval(config: EvalConfig) -> dict[str, dict[str, float]]:
-    """evaluate() and optionally write_plot() as configured."""
+def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics per condition on the held-out voice and, if given, on --audio; optionally a plot."""
+    if (config.audio is None) != (config.phones is None):
+        raise ValueError("--audio and --phones go together")
     net = MotionNet.load(config.checkpoint)
-    results = evaluate(net, config.corpus)
+    results = {f"held-out {config.corpus.eval_voice}": evaluate(net, config.corpus)}
+    clip = _held_out(config.corpus)[config.clip_index]
+    if config.audio is not None and config.phones is not None:
+        log.info("%s:", config.audio)
+        results[str(config.audio)] = evaluate_file(net, config.audio, config.phones)
+        clip = file_clip(config.audio, config.phones)
     if config.plot is not None:
-        write_plot(net, config.plot, config.clip_index, config.corpus)
+        write_plot(net, config.plot, clip)
     return results
 
 
@@ -214,7 +289,7 @@ def main() -> None:
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(description="Evaluate a MotionNet checkpoint on the held-out voice.")
+    parser = argparse.ArgumentParser(description="Evaluate a MotionNet checkpoint on the held-out voice or a WAV.")
     add_arguments(parser, EvalConfig)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(json.dumps(run_eval(from_sources(EvalConfig, parser.parse_args())), indent=2))

@@ -44,8 +44,8 @@ class TrainConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     net: MotionNetConfig = field(default_factory=MotionNetConfig)
     seed: int = field(default=0, metadata={"help": "seed of crops, augmentation and initial weights"})
-    epochs: int = field(default=20, metadata={"help": "epochs (a held-out check and a log line after each)"})
-    steps_per_epoch: int = field(default=200, metadata={"help": "optimiser steps per epoch"})
+    epochs: int = field(default=24, metadata={"help": "epochs (a held-out check and a log line after each)"})
+    steps_per_epoch: int = field(default=250, metadata={"help": "optimiser steps per epoch"})
     batch: int = field(default=32, metadata={"help": "crops per step"})
     crop_frames: int = field(default=80, metadata={"help": "video frames per crop (80 = 3.2 s)"})
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate (one-cycle schedule)"})
@@ -54,7 +54,7 @@ class TrainConfig:
     stream_start_p: float = 0.15  # share of crops that start a stream (zero state before silence)
     warmup_frames: int = 8  # outputs not scored at the start of mid-stream crops (state still empty)
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
-    contact_weight: float = 3.0  # extra weight on frames where closure / tuck should be on
+    contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
     threads: int = field(default=1, metadata={"help": "torch threads; batches are made on one more thread"})
     out: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
                       metadata={"help": "checkpoint to write"})
@@ -176,7 +176,7 @@ def train(config: TrainConfig | None = None) -> Path:
             sched.step()
             running += loss.item()
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # redraw at mininterval, not every step
         m = evaluate_clips(net.eval(), corpus.eval[:20], conditions=("clean",))["clean"]
         log.info("epoch %d/%d: loss %.4f | held-out jaw r %.3f closure(p/b/m) %.2f lag %+d silence jaw %.3f | %.0f s",
                  epoch + 1, cfg.epochs, running / cfg.steps_per_epoch, m["jaw_r"], m["closure_pbm"],

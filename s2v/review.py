@@ -1,0 +1,86 @@
+"""Contact sheets: one labelled grid of the frames the exported graph draws for the poses that matter in review.
+
+The first cell is the whole output frame with the animated head square outlined (outside it every frame equals
+the photo); the others zoom on the head, where the motion is: mouth shapes of speech, a blink, the head turned
+both ways and nodding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from s2v.avatar import Avatar
+from s2v.render.graph import GraphRenderer, pose
+
+# (label, channel values): what a reviewer checks, in reading order
+SHEET_POSES: tuple[tuple[str, dict[str, float]], ...] = (
+    ("rest (photo)", {}),
+    ("/aa/ open", {"jaw_open": 0.9, "speech": 1.0}),
+    ("/uw/ round", {"jaw_open": 0.3, "lip_spread": -1.0, "speech": 1.0}),
+    ("/m/ closed", {"lip_closure": 1.0, "speech": 1.0}),
+    ("/f/ lip tuck", {"jaw_open": 0.15, "lip_tuck": 1.0, "speech": 1.0}),
+    ("/iy/ spread", {"jaw_open": 0.25, "lip_spread": 1.0, "speech": 1.0}),
+    ("blink", {"blink": 1.0}),
+    ("yaw +0.12", {"head_yaw": 0.12, "jaw_open": 0.3, "speech": 1.0}),
+    ("yaw -0.12", {"head_yaw": -0.12, "jaw_open": 0.3, "speech": 1.0}),
+    ("nod +0.08", {"head_pitch": 0.08}),
+    ("nod -0.08", {"head_pitch": -0.08}),
+)
+
+CELL = 256
+LABEL_H = 22
+COLUMNS = 4
+
+
+def _zoom(avatar: Avatar) -> tuple[int, int, int, int]:
+    """The head square grown by a quarter, kept inside the frame: the region the head cells show."""
+    x0, y0, x1, y1 = avatar.box
+    height, width = avatar.background.shape[:2]
+    side = min(round(1.25 * (x1 - x0)), width, height)
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    zx = int(np.clip(cx - side // 2, 0, width - side))
+    zy = int(np.clip(cy - side // 2, 0, height - side))
+    return zx, zy, zx + side, zy + side
+
+
+def _cell(image: np.ndarray, label: str, font: ImageFont.ImageFont) -> Image.Image:
+    picture = Image.fromarray(image)
+    k = CELL / max(picture.size)
+    picture = picture.resize((round(picture.width * k), round(picture.height * k)), Image.Resampling.LANCZOS)
+    cell = Image.new("RGB", (CELL, CELL + LABEL_H), (24, 24, 24))
+    cell.paste(picture, ((CELL - picture.width) // 2, LABEL_H + (CELL - picture.height) // 2))
+    ImageDraw.Draw(cell).text((6, 3), label, fill=(255, 255, 255), font=font)
+    return cell
+
+
+def contact_sheet(renderer: GraphRenderer, avatar: Avatar, path: Path, title: str = "") -> Path:
+    """Render SHEET_POSES for `avatar` through the graph and write the labelled grid to `path` (PNG)."""
+    motion, controls = (np.stack(rows) for rows in zip(*(pose(**values) for _, values in SHEET_POSES)))
+    frames = renderer.frames(avatar, motion, controls)
+    font = ImageFont.load_default(size=15)
+    height, width = avatar.background.shape[:2]
+    overview = frames[0].copy()
+    x0, y0, x1, y1 = avatar.box
+    overview = np.asarray(_outline(Image.fromarray(overview), (x0, y0, x1 - 1, y1 - 1), max(width, height)))
+    framing = avatar.info.get("framing", "")
+    cells = [_cell(overview, title or f"{width}x{height} {framing}".strip(), font)]
+    zx0, zy0, zx1, zy1 = _zoom(avatar)
+    cells += [_cell(f[zy0:zy1, zx0:zx1], label, font) for f, (label, _) in zip(frames, SHEET_POSES)]
+    rows = -(-len(cells) // COLUMNS)
+    gap = 4
+    sheet = Image.new("RGB", (COLUMNS * (CELL + gap) - gap, rows * (CELL + LABEL_H + gap) - gap), (255, 255, 255))
+    for i, cell in enumerate(cells):
+        sheet.paste(cell, ((i % COLUMNS) * (CELL + gap), (i // COLUMNS) * (CELL + LABEL_H + gap)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def _outline(picture: Image.Image, box: tuple[int, int, int, int], longest: int) -> Image.Image:
+    """The animated square, drawn thick enough to survive the thumbnail."""
+    ImageDraw.Draw(picture).rectangle(box, outline=(255, 210, 0), width=max(2, longest // 200))
+    return picture

@@ -1,0 +1,163 @@
+"""Geometry of the frames the exported graph draws, measured on its pixels.
+
+The render step is cut out of the shipped graph (`GraphRenderer`), so chosen motion and controls go through the
+very nodes the server runs. Regions are found from the 68 landmarks of the rendered rest frame.
+"""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from s2v.avatar import Avatar, prepare_avatar
+from s2v.avatar.landmarks import find_faces
+from s2v.render.graph import GraphRenderer, pose
+
+
+def rendered(renderer: GraphRenderer, avatar: Avatar, *poses: dict[str, float]) -> np.ndarray:
+    motion, controls = (np.stack(rows) for rows in zip(*(pose(**p) for p in poses)))
+    return renderer.crops(avatar, motion, controls)
+
+
+def polygon_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def photo_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def renderer(model) -> GraphRenderer:
+    return GraphRenderer(model.config.path)
+
+
+@pytest.fixture(scope="module")
+def smiling(renderer) -> tuple[Avatar, np.ndarray]:
+    """The astronaut (smiling, upper teeth showing), framed as a portrait so the face is large; and its landmarks
+    in the head crop."""
+    avatar = prepare_avatar(photo_bytes(data.astronaut()[:300, 80:430]))
+    return avatar, find_faces(rendered(renderer, avatar, {})[0])[0].points
+
+
+@pytest.fixture(scope="module")
+def closed_mouth(renderer, smiling) -> tuple[Avatar, np.ndarray]:
+    """A photo with the lips closed: the smiling avatar's own /m/ frame, prepared again as a photo."""
+    avatar, _ = smiling
+    x0, y0, x1, y1 = avatar.box
+    photo = avatar.background.copy()
+    photo[y0:y1, x0:x1] = rendered(renderer, avatar, {"lip_closure": 1.0})[0]
+    closed = prepare_avatar(photo_bytes(photo))
+    assert not closed.info["rig"]["photo_shows_teeth"]
+    return closed, find_faces(rendered(renderer, closed, {})[0])[0].points
+
+
+def mouth_aperture(crop: np.ndarray, rest: np.ndarray, lm: np.ndarray) -> float:
+    """Height in px of the mouth cavity that is not in the photo: dark pixels, in the columns around the mouth's
+    centre, that are not dark at rest."""
+    cx = int(round((lm[62, 0] + lm[66, 0]) / 2))
+    fw = float(np.linalg.norm(lm[16] - lm[0]))
+    rows, cols = slice(int(lm[51, 1] - 0.05 * fw), int(lm[57, 1] + 0.3 * fw)), slice(cx - 3, cx + 4)
+    nose = rest[int(lm[29, 1]) - 3 : int(lm[29, 1]) + 4, int(lm[29, 0]) - 3 : int(lm[29, 0]) + 4]
+    dark = 0.45 * float(np.median(luma(nose)))
+    cavity = (luma(crop[rows, cols]) < dark) & (luma(rest[rows, cols]) >= dark)
+    return float(cavity.sum(axis=0).mean())
+
+
+@pytest.mark.parametrize("which", ["smiling", "closed_mouth"])
+def test_mouth_aperture_grows_monotonically_with_jaw_opening(renderer, which, request):
+    avatar, lm = request.getfixturevalue(which)
+    jaws = np.linspace(0.0, 1.0, 6)
+    crops = rendered(renderer, avatar, *({"jaw_open": float(j), "speech": 1.0} for j in jaws))
+    aperture = np.array([mouth_aperture(c, crops[0], lm) for c in crops])
+    assert aperture[0] == 0 and (np.diff(aperture) >= 0).all(), aperture
+    assert aperture[-1] > 0.08 * np.linalg.norm(lm[16] - lm[0]), aperture
+
+
+def test_an_opening_closed_mouth_shows_teeth(renderer, closed_mouth):
+    avatar, lm = closed_mouth
+    rest, open_ = rendered(renderer, avatar, {}, {"jaw_open": 1.0, "speech": 1.0})
+    fw = float(np.linalg.norm(lm[16] - lm[0]))
+    lips_and_gap = polygon_mask(rest.shape, np.concatenate([lm[48:55], lm[54:60] + [0, 0.16 * fw]]))
+
+    def teeth(crop: np.ndarray) -> int:  # bright and nearly colourless
+        hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
+        return int(((hsv[..., 2] > 150) & (hsv[..., 1] < 45))[lips_and_gap].sum())
+
+    assert teeth(open_) > teeth(rest) + 0.005 * fw * fw
+
+
+def test_a_blink_closes_the_eyes(renderer, smiling):
+    avatar, lm = smiling
+    open_, shut = rendered(renderer, avatar, {}, {"blink": 1.0})
+    for eye in (lm[36:42], lm[42:48]):
+        region = polygon_mask(open_.shape, eye)
+        dark_open = (luma(open_)[region] < 90).sum()
+        dark_shut = (luma(shut)[region] < 90).sum()
+        assert dark_open > 15 and dark_shut < 0.25 * dark_open, (dark_open, dark_shut)
+        # what covers the eye is lid skin: close to the skin just under the brow
+        assert np.ptp(luma(shut)[region]) < np.ptp(luma(open_)[region])
+
+
+def test_a_smiling_photo_can_close_its_lips_over_the_teeth(renderer, smiling):
+    """Rendered from a mask of the photo's teeth instead of the photo: what shows is where the teeth went."""
+    avatar, lm = smiling
+    assert avatar.info["rig"]["photo_shows_teeth"]
+    photo = avatar.inputs["avatar_image"].transpose(1, 2, 0)
+    teeth = polygon_mask(photo.shape, lm[60:68]) & (luma(photo) > 170)
+    assert teeth.sum() > 150
+    marked = np.zeros_like(photo) + 0.5
+    marked[..., 1] += 255 * teeth
+    inputs = {**avatar.inputs, "avatar_image": marked.transpose(2, 0, 1)}
+    masked = Avatar(avatar.id, avatar.background, avatar.box, inputs)
+    rest, closed = rendered(renderer, masked, {}, {"lip_closure": 1.0, "speech": 1.0})
+    shown = lambda crop: int((crop[..., 1] > 127).sum())  # noqa: E731
+    assert shown(rest) == teeth.sum()
+    assert shown(closed) < 0.03 * shown(rest), (shown(rest), shown(closed))
+
+
+EXTREMES = [
+    {"jaw_open": 1.0, "lip_spread": 1.0, "head_yaw": 0.15, "head_pitch": 0.1, "head_roll": 0.1, "blink": 1.0},
+    {"jaw_open": 1.0, "lip_spread": -1.0, "head_yaw": -0.15, "head_pitch": -0.1, "head_roll": -0.1},
+    {"lip_closure": 1.0, "lip_tuck": 1.0, "upper_lip_raise": 1.0, "head_yaw": 0.15, "head_pitch": -0.1},
+]
+
+
+@pytest.mark.parametrize("crop_of_photo", [(slice(0, 300), slice(80, 430)), (slice(None), slice(None))])
+def test_pixels_far_from_the_head_never_change(renderer, crop_of_photo):
+    """Outside the head square the frame is the photo by construction; inside it, its rim and its corners
+    (far from the face) are the photo too, so the square pastes back without a seam."""
+    avatar = prepare_avatar(photo_bytes(np.ascontiguousarray(data.astronaut()[crop_of_photo])))
+    frames = GraphRenderer.frames(renderer, avatar, *(np.stack(r) for r in zip(*(pose(**p) for p in EXTREMES))))
+    x0, y0, x1, y1 = avatar.box
+    outside = np.ones(avatar.background.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert (frames[:, outside] == avatar.background[outside]).all()
+    crops = frames[:, y0:y1, x0:x1]
+    photo = avatar.background[y0:y1, x0:x1]
+    rim = np.ones(photo.shape[:2], bool)
+    rim[2:-2, 2:-2] = False
+    assert (crops[:, rim] == photo[rim]).all()
+    k = (x1 - x0) // 16  # hair, which moves with the head, can reach further into the square's corners
+    for corner in ((slice(0, k), slice(0, k)), (slice(0, k), slice(-k, None))):  # the top corners: background
+        assert (crops[(slice(None), *corner)] == photo[corner]).all()
+
+
+def test_rest_pose_is_the_photo(renderer, smiling):
+    avatar, _ = smiling
+    x0, y0, x1, y1 = avatar.box
+    rest = rendered(renderer, avatar, {})[0]
+    assert np.abs(rest.astype(int) - avatar.background[y0:y1, x0:x1]).max() <= 1
