@@ -54,13 +54,13 @@ def _render(args: argparse.Namespace) -> None:
     config = from_sources(RenderConfig, args)
     if config.audio is None and config.contact_sheet is None:
         raise SystemExit("s2v render: --audio WAV is required (or --contact-sheet PNG alone)")
-    model_config = from_sources(ModelConfig, args, threads=2)
+    model_config = from_sources(ModelConfig, args)
     avatar = _load_avatar(config.image, from_sources(AvatarConfig, args))
     if config.contact_sheet is not None:
         from s2v.render.graph import GraphRenderer
         from s2v.review import contact_sheet
 
-        contact_sheet(GraphRenderer(model_config.path), avatar, config.contact_sheet)
+        contact_sheet(GraphRenderer(model_config.model), avatar, config.contact_sheet)
         print(f"wrote {config.contact_sheet}")
     if config.audio is not None:
         stats = render_file(ExportedModel(model_config), avatar, config.audio, config.output, prompt=config.prompt,

@@ -106,7 +106,7 @@ def compare_with_torch(onnx_path: Path, checkpoint: Path, avatar: Avatar, frames
     inputs = example_inputs(graph, avatar, frames, seed)
     with torch.no_grad():
         expected = [t.numpy() for t in graph(*inputs)]
-    model = ExportedModel(ModelConfig(path=onnx_path, device="cpu"))
+    model = ExportedModel(ModelConfig(model=onnx_path, device="cpu"))
     feeds = dict(zip(INPUT_NAMES, (t.numpy() for t in inputs)))
     got = model.session.run(None, feeds)
     return {
@@ -120,7 +120,7 @@ def time_per_frame(model_path: Path, avatar: Avatar, frames: int = 200) -> dict[
     from s2v.runtime.generator import StreamingGenerator
     from s2v.runtime.model import ExportedModel, ModelConfig
 
-    model = ExportedModel(ModelConfig(path=model_path, device="cpu", threads=1))
+    model = ExportedModel(ModelConfig(model=model_path, device="cpu", threads=1))
     generator = StreamingGenerator(model, avatar)
     step = CONTRACT.audio.samples_per_frame
     audio = (0.05 * np.random.default_rng(0).standard_normal(step)).astype(np.float32)

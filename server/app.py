@@ -272,7 +272,7 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
     A given store decides the frame size; otherwise it is `config.width` x `config.height`.
     """
     if model is None:
-        model = ExportedModel(ModelConfig(path=config.model, device=config.device))
+        model = ExportedModel(ModelConfig(model=config.model, device=config.device))
     if store is None:
         store = AvatarStore(config.avatar_dir, AvatarConfig(width=config.width, height=config.height))
     if config.avatar is not None:

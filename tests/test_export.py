@@ -25,8 +25,8 @@ def test_shipped_graph_is_what_export_produces(avatar, tmp_path):
     fresh = export_graph(ExportConfig(checkpoint=DEFAULT_CHECKPOINT, output=tmp_path / "s2v.onnx"), avatar)
     inputs = example_inputs(build_graph(DEFAULT_CHECKPOINT), avatar, frames=4, seed=7)
     feeds = dict(zip(INPUT_NAMES, (t.numpy() for t in inputs)))
-    shipped = ExportedModel(ModelConfig(path=DEFAULT_MODEL, device="cpu")).session.run(None, feeds)
-    rebuilt = ExportedModel(ModelConfig(path=fresh, device="cpu")).session.run(None, feeds)
+    shipped = ExportedModel(ModelConfig(model=DEFAULT_MODEL, device="cpu")).session.run(None, feeds)
+    rebuilt = ExportedModel(ModelConfig(model=fresh, device="cpu")).session.run(None, feeds)
     for a, b in zip(shipped, rebuilt):
         np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), atol=1e-5)
 

@@ -42,7 +42,7 @@ def photo_bytes(rgb: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def renderer(model) -> GraphRenderer:
-    return GraphRenderer(model.config.path)
+    return GraphRenderer(model.config.model)
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     args = parser.parse_args()
-    model = ExportedModel(ModelConfig(path=args.model, device="cpu", threads=1))
+    model = ExportedModel(ModelConfig(model=args.model, device="cpu", threads=1))
     for name, photo in (("built-in portrait", BUILTIN_PHOTO.read_bytes()), ("astronaut half-body", _astronaut())):
         for size, target in TARGET_MS.items():
             median, p95, (frame, crop) = frame_ms(model, photo, size)

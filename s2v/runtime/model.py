@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,10 @@ DEFAULT_MODEL = ASSETS / "s2v.onnx"
 class ModelConfig:
     """How to run the graph: which file, which device, how many threads per session."""
 
-    path: Path = DEFAULT_MODEL
-    device: str = "auto"  # "auto" (CUDA when a GPU is really there), "cpu" or "cuda"
-    threads: int = 1  # intra-op threads per call; one core per live session keeps sessions apart
+    model: Path = field(default=DEFAULT_MODEL, metadata={"help": "exported ONNX model (s2v export)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA only when a GPU is really there), cpu or cuda"})
+    threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per call; one per live session "
+                                                      "keeps sessions apart"})
 
 
 def _gpu_present() -> bool:
@@ -47,7 +48,7 @@ class ExportedModel:
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         self.config = config or ModelConfig()
-        path = Path(self.config.path)
+        path = Path(self.config.model)
         if not path.exists():
             raise FileNotFoundError(f"model file {path} not found; build it with `s2v train` then `s2v export`")
         options = ort.SessionOptions()
