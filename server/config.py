@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from s2v.avatar.store import AvatarStore
 from s2v.runtime.model import DEFAULT_MODEL
-
-
-def _default_avatar_dir() -> Path:
-    return Path.home() / ".cache" / "s2v" / "avatars"
 
 
 @dataclass
@@ -20,7 +17,7 @@ class ServerConfig:
     device: str = field(default="auto", metadata={"help": "auto (CUDA when a GPU is really there), cpu or cuda"})
     avatar: Path | None = field(default=None, metadata={"help": "photo used when an offer names no avatar "
                                                                 "(default: the built-in avatar)"})
-    avatar_dir: Path = field(default_factory=_default_avatar_dir,
+    avatar_dir: Path = field(default_factory=AvatarStore.default_root,
                              metadata={"help": "folder where uploaded avatars are kept (S2V_AVATAR_DIR)"})
     width: int = field(default=512, metadata={"help": "output video width; photos are framed to width x height"})
     height: int = field(default=512, metadata={"help": "output video height (VP8 costs ~3 ms a frame at 512x512, "

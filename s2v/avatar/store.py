@@ -35,10 +35,14 @@ class AvatarStore:
         self._keep = keep_in_memory
         self._lock = threading.Lock()
 
+    @staticmethod
+    def default_root() -> Path:
+        """The per-user store: $S2V_AVATAR_DIR, else ~/.cache/s2v/avatars (where the server keeps uploads too)."""
+        return Path(os.environ.get("S2V_AVATAR_DIR") or Path.home() / ".cache" / "s2v" / "avatars")
+
     @classmethod
     def default(cls) -> AvatarStore:
-        """The per-user store: $S2V_AVATAR_DIR, else ~/.cache/s2v/avatars (where the server keeps uploads too)."""
-        return cls(Path(os.environ.get("S2V_AVATAR_DIR") or Path.home() / ".cache" / "s2v" / "avatars"))
+        return cls(cls.default_root())
 
     def put(self, data: bytes, config: AvatarConfig | None = None) -> Avatar:
         """Prepare a photo, or reuse it when this photo was prepared with this config before. Raises AvatarError."""
