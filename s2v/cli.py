@@ -150,11 +150,11 @@ def _add_torch_commands(command, wanted: str) -> None:
     if wanted == "eval":
         from s2v.training.evaluate import EvalConfig
 
-        command("eval", _eval, "evaluate lip-sync on the held-out voice", EvalConfig)
+        command("eval", _eval, "lip-sync metrics on the held-out voice, or on any WAV with a phone alignment", EvalConfig)
         return
     for name, text in (("train", "train the motion network (needs the train extra)"),
                        ("export", "export the ONNX graph and check it against torch"),
-                       ("eval", "evaluate lip-sync on the held-out voice")):
+                       ("eval", "lip-sync metrics on the held-out voice, or on any WAV with a phone alignment")):
         command(name, None, text)
 
 

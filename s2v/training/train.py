@@ -50,8 +50,7 @@ class TrainConfig:
     crop_frames: int = field(default=80, metadata={"help": "video frames per crop (80 = 3.2 s)"})
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate (one-cycle schedule)"})
     gap_s: tuple[float, float] = (0.05, 1.0)  # silence between training clips in the stream
-    vtlp: tuple[float, float] = (0.8, 1.2)  # mel-scale warp per crop, imitating other vocal tracts
-    eq_db: float = 6.0  # random smooth EQ per crop, up to this many dB at 7 knots (voice quality, microphone)
+    vtlp: tuple[float, float] = (0.85, 1.15)  # mel-scale warp per crop, imitating other vocal tracts
     stream_start_p: float = 0.15  # share of crops that start a stream (zero state before silence)
     warmup_frames: int = 8  # outputs not scored at the start of mid-stream crops (state still empty)
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
@@ -110,15 +109,9 @@ class CropSampler:
             if not c[2]:
                 mask[i, : self.cfg.warmup_frames] = 0
         spec = CONTRACT.audio
-        n_bins = spec.win // 2 + 1
         warps = self.rng.uniform(*self.cfg.vtlp, size=size)
-        fbs = np.stack([mel_filterbank(spec, n_bins, w) for w in warps])
-        if self.cfg.eq_db > 0:
-            # Gains on the DFT bins before the mel sum: an equaliser that costs no waveform filtering.
-            knots = self.rng.uniform(-self.cfg.eq_db, self.cfg.eq_db, size=(size, 7))
-            db = np.stack([np.interp(np.linspace(0, 6, n_bins), np.arange(7), k) for k in knots])
-            fbs = fbs * (10 ** (db / 10))[:, :, None].astype(np.float32)
-        return audio, targets, mask, torch.from_numpy(fbs)
+        fbs = torch.from_numpy(np.stack([mel_filterbank(spec, spec.win // 2 + 1, w) for w in warps]))
+        return audio, targets, mask, fbs
 
 
 def prefetch(sampler: CropSampler, size: int, count: int, depth: int = 4) -> Iterator[tuple[torch.Tensor, ...]]:
