@@ -15,8 +15,6 @@ from pathlib import Path
 
 from s2v.settings import add_arguments, from_sources
 
-log = logging.getLogger("s2v")
-
 
 @dataclass
 class PrepareConfig:

@@ -7,7 +7,6 @@ carries the exact audio it was made from, so sound and picture stay in sync by c
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -18,8 +17,6 @@ import numpy as np
 from s2v.avatar import Avatar
 from s2v.control.idle import IdleConfig, MotionController, MotionStyle
 from s2v.runtime.model import ExportedModel
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

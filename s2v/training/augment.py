@@ -10,7 +10,6 @@ in the network's front end (VTLP, `s2v.features.mel_filterbank`).
 
 from __future__ import annotations
 
-import logging
 from fractions import Fraction
 
 import av
@@ -18,8 +17,6 @@ import numpy as np
 from scipy import signal
 
 from s2v.contract import CONTRACT
-
-log = logging.getLogger(__name__)
 
 SR = CONTRACT.audio.sample_rate
 
