@@ -7,6 +7,7 @@ that component. torch is imported only by train, export and eval.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -83,7 +84,9 @@ def _train(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from s2v.avatar import AvatarStore
-    from s2v.export import ExportConfig, compare_with_torch, export_graph, time_per_frame
+    from s2v.export import ExportConfig, compare_with_torch, export_graph
+    from s2v.render.bench import step_ms
+    from s2v.runtime.model import ExportedModel, ModelConfig
 
     config = from_sources(ExportConfig, args)
     avatar = AvatarStore.default().builtin()
@@ -91,9 +94,9 @@ def _export(args: argparse.Namespace) -> None:
     for frames in (1, 7):
         diffs = compare_with_torch(path, config.checkpoint, avatar, frames)
         print(f"torch vs ONNX Runtime, {frames} frame(s): " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
-    cost = time_per_frame(path, avatar)
-    print(f"ONNX Runtime, one thread, streaming one frame per call: {cost['median_ms']:.2f} ms median, "
-          f"{cost['p95_ms']:.2f} ms p95 per 40 ms frame")
+    median, p95 = step_ms(ExportedModel(ModelConfig(model=path, device="cpu", threads=1)), avatar)
+    print(f"ONNX Runtime, one thread, streaming one frame per call: {median:.2f} ms median, "
+          f"{p95:.2f} ms p95 per 40 ms frame")
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -133,27 +136,21 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands whose config dataclasses import torch: (handler, help, module, config class name).
+_TORCH_COMMANDS = {
+    "train": (_train, "train the motion network from synthesized speech (needs the train extra)",
+              "s2v.training.train", "TrainConfig"),
+    "export": (_export, "export the ONNX graph and check it against torch", "s2v.export", "ExportConfig"),
+    "eval": (_eval, "lip-sync metrics on the held-out voice, or on any WAV with a phone alignment",
+             "s2v.training.evaluate", "EvalConfig"),
+}
+
+
 def _add_torch_commands(command, wanted: str) -> None:
-    """Flags of train/export/eval come from their dataclasses, which import torch: only load them when asked."""
-    if wanted == "train":
-        from s2v.training.train import TrainConfig
-
-        command("train", _train, "train the motion network from synthesized speech", TrainConfig)
-        return
-    if wanted == "export":
-        from s2v.export import ExportConfig
-
-        command("export", _export, "export the ONNX graph and check it against torch", ExportConfig)
-        return
-    if wanted == "eval":
-        from s2v.training.evaluate import EvalConfig
-
-        command("eval", _eval, "lip-sync metrics on the held-out voice, or on any WAV with a phone alignment", EvalConfig)
-        return
-    for name, text in (("train", "train the motion network (needs the train extra)"),
-                       ("export", "export the ONNX graph and check it against torch"),
-                       ("eval", "lip-sync metrics on the held-out voice, or on any WAV with a phone alignment")):
-        command(name, None, text)
+    """Only the subcommand asked for loads its flags (and torch); the others are listed by name and help alone."""
+    for name, (handler, help_text, module, config) in _TORCH_COMMANDS.items():
+        configs = (getattr(importlib.import_module(module), config),) if name == wanted else ()
+        command(name, handler, help_text, *configs)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,6 @@ file this writes.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,23 +112,3 @@ def compare_with_torch(onnx_path: Path, checkpoint: Path, avatar: Avatar, frames
         name: float(np.abs(e.astype(np.float64) - g.astype(np.float64)).max())
         for name, e, g in zip(OUTPUT_NAMES, expected, got)
     }
-
-
-def time_per_frame(model_path: Path, avatar: Avatar, frames: int = 200) -> dict[str, float]:
-    """Median wall ms of one streaming call per 40 ms frame, one thread, as the live server runs it."""
-    from s2v.runtime.generator import StreamingGenerator
-    from s2v.runtime.model import ExportedModel, ModelConfig
-
-    model = ExportedModel(ModelConfig(model=model_path, device="cpu", threads=1))
-    generator = StreamingGenerator(model, avatar)
-    step = CONTRACT.audio.samples_per_frame
-    audio = (0.05 * np.random.default_rng(0).standard_normal(step)).astype(np.float32)
-    times = []
-    for _ in range(frames):
-        generator.push_audio(audio)
-        start = time.perf_counter()
-        for _frame in generator.frames():
-            pass
-        times.append(1000 * (time.perf_counter() - start))
-    times = times[10:]
-    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}

@@ -34,20 +34,25 @@ def avatar(avatar_store):
     return avatar_store.builtin()
 
 
-@pytest.fixture(scope="session")
-def speech_wav(tmp_path_factory) -> Path:
-    """A real spoken sentence (espeak-ng) with one second of silence before and after, 16 kHz mono."""
+def _spoken(folder: Path, text: str, rate_wpm: int) -> Path:
+    """`text` spoken by espeak-ng, trimmed, normalised, with SILENCE_S of silence before and after, 16 kHz mono."""
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is required for the tests: apt-get install espeak-ng (see README)")
-    folder = tmp_path_factory.mktemp("speech")
     raw = folder / "raw.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), SPEECH_TEXT], check=True)
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(rate_wpm), "-w", str(raw), text], check=True)
     speech = read_audio(raw, 16000)
-    speech = speech[np.flatnonzero(np.abs(speech) > 0.01)[0] : np.flatnonzero(np.abs(speech) > 0.01)[-1] + 1]
+    loud = np.flatnonzero(np.abs(speech) > 0.01)
+    speech = speech[loud[0] : loud[-1] + 1]
     silence = np.zeros(int(SILENCE_S * 16000), np.float32)
     path = folder / "speech.wav"
     write_wav(path, np.concatenate([silence, 0.7 * speech / np.abs(speech).max(), silence]))
     return path
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """A real spoken sentence (espeak-ng, about 4 s) with one second of silence before and after."""
+    return _spoken(tmp_path_factory.mktemp("speech"), SPEECH_TEXT, 150)
 
 
 @pytest.fixture(scope="session")
@@ -66,17 +71,8 @@ SHORT_SPEECH_TEXT = "Bob will bring apples and bread."
 
 @pytest.fixture(scope="session")
 def short_speech_wav(tmp_path_factory) -> Path:
-    """A short sentence (about 2 s, espeak-ng) with one second of silence before and after, 16 kHz mono."""
-    folder = tmp_path_factory.mktemp("short_speech")
-    raw = folder / "raw.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(raw), SHORT_SPEECH_TEXT], check=True)
-    speech = read_audio(raw, 16000)
-    loud = np.flatnonzero(np.abs(speech) > 0.01)
-    speech = speech[loud[0] : loud[-1] + 1]
-    silence = np.zeros(int(SILENCE_S * 16000), np.float32)
-    path = folder / "short_speech.wav"
-    write_wav(path, np.concatenate([silence, 0.7 * speech / np.abs(speech).max(), silence]))
-    return path
+    """A short sentence (espeak-ng, about 2 s) with one second of silence before and after."""
+    return _spoken(tmp_path_factory.mktemp("short_speech"), SHORT_SPEECH_TEXT, 160)
 
 
 @pytest.fixture

@@ -79,6 +79,13 @@ class Avatar:
         """(height, width) of the frames the graph renders for this avatar."""
         return self.box[3] - self.box[1], self.box[2] - self.box[0]
 
+    def frame(self, crop: np.ndarray) -> np.ndarray:
+        """The whole output frame: a rendered head crop pasted into the untouched background."""
+        x0, y0, x1, y1 = self.box
+        image = self.background.copy()
+        image[y0:y1, x0:x1] = crop
+        return image
+
 
 def avatar_id(data: bytes, config: AvatarConfig) -> str:
     """Content-derived id: the same photo, config and rig version always give the same avatar."""

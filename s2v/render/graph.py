@@ -42,11 +42,7 @@ class GraphRenderer:
 
     def frames(self, avatar: Avatar, motion: np.ndarray, controls: np.ndarray) -> np.ndarray:
         """Whole output frames uint8 [n, H, W, 3]: the crops pasted into the background, as the generator does."""
-        crops = self.crops(avatar, motion, controls)
-        x0, y0, x1, y1 = avatar.box
-        out = np.repeat(avatar.background[None], len(crops), axis=0)
-        out[:, y0:y1, x0:x1] = crops
-        return out
+        return np.stack([avatar.frame(crop) for crop in self.crops(avatar, motion, controls)])
 
 
 def pose(**values: float) -> tuple[np.ndarray, np.ndarray]:

@@ -73,8 +73,6 @@ class StreamingGenerator:
         self._state = model.initial_state()
         self._held: deque[np.ndarray] = deque()  # audio of frames the graph has seen but not yet drawn
         self._steps = 0  # frames of audio given to the graph
-        x0, y0, x1, y1 = avatar.box
-        self._box = (slice(y0, y1), slice(x0, x1))
 
     @property
     def fps(self) -> int:
@@ -145,6 +143,4 @@ class StreamingGenerator:
                 if index >= 0:
                     ready.append((index, self._held.popleft(), i))
         for index, frame_audio, i in ready:
-            image = self.avatar.background.copy()
-            image[self._box] = crops[i]
-            yield AvatarFrame(index=index, image=image, audio=frame_audio, motion=motion[i])
+            yield AvatarFrame(index=index, image=self.avatar.frame(crops[i]), audio=frame_audio, motion=motion[i])
