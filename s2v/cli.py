@@ -61,10 +61,24 @@ def _render(args: argparse.Namespace) -> None:
 
         contact_sheet(GraphRenderer(model_config.model), avatar, config.contact_sheet)
         print(f"wrote {config.contact_sheet}")
+    if (config.phone_sheet is None) != (config.phones is None) or (config.phones and config.audio is None):
+        raise SystemExit("s2v render: --phone-sheet PNG and --phones FILE go together, with --audio")
     if config.audio is not None:
-        stats = render_file(ExportedModel(model_config), avatar, config.audio, config.output, prompt=config.prompt,
-                            batch=config.batch, seed=config.seed)
+        model = ExportedModel(model_config)
+        picked, kept = {}, {}
+        if config.phones is not None:
+            from s2v.motion.alignment import read_phones
+            from s2v.review import phone_frames
+
+            picked = phone_frames(read_phones(config.phones), model.contract.audio.fps)
+        stats = render_file(model, avatar, config.audio, config.output, prompt=config.prompt, batch=config.batch,
+                            seed=config.seed, on_frame=lambda f: kept.update({f.index: f} if f.index in picked else {}))
         print(f"wrote {config.output}: {stats['frames']} frames, {stats['realtime_factor']:.1f}x real time")
+        if config.phone_sheet is not None:
+            from s2v.review import phone_sheet
+
+            phone_sheet(kept, picked, avatar, config.phone_sheet, title=config.audio.name)
+            print(f"wrote {config.phone_sheet}")
 
 
 def _prepare(args: argparse.Namespace) -> None:

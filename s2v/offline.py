@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from s2v.audio.files import read_audio
 from s2v.avatar import Avatar
 from s2v.control.idle import IdleConfig
-from s2v.runtime.generator import StreamingGenerator
+from s2v.runtime.generator import AvatarFrame, StreamingGenerator
 from s2v.runtime.model import ExportedModel
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,18 @@ class RenderConfig:
     contact_sheet: Path | None = field(
         default=None, metadata={"help": "also write a PNG grid of mouth shapes, a blink and head turns (needs onnx)"}
     )
+    phones: Path | None = field(default=None, metadata={
+        "help": "phone alignment of --audio (see `s2v eval --help`), for --phone-sheet"})
+    phone_sheet: Path | None = field(default=None, metadata={
+        "help": "also write a PNG grid of the rendered head in the middle of each p/b/m, f/v, uw/ow/w and aa "
+                "of --phones: does a real recording close and round the lips?"})
 
 
 def render_file(model: ExportedModel, avatar: Avatar, audio_path: Path, output: Path, *, prompt: str = "",
-                batch: int = 8, seed: int = 0) -> dict[str, float]:
-    """Render `audio_path` spoken by `avatar` into `output`; returns timing numbers."""
+                batch: int = 8, seed: int = 0,
+                on_frame: Callable[[AvatarFrame], None] | None = None) -> dict[str, float]:
+    """Render `audio_path` spoken by `avatar` into `output`, showing each frame to `on_frame` too; returns
+    timing numbers."""
     pcm16 = read_audio(audio_path, model.contract.audio.sample_rate)
     pcm_out = read_audio(audio_path, AUDIO_RATE)
     generator = StreamingGenerator(model, avatar, idle=IdleConfig(seed=seed), max_batch=batch)
@@ -61,6 +69,8 @@ def render_file(model: ExportedModel, avatar: Avatar, audio_path: Path, output: 
             picture.time_base = Fraction(1, fps)
             container.mux(video.encode(picture))
             frames += 1
+            if on_frame is not None:
+                on_frame(frame)
         container.mux(video.encode(None))
         _mux_audio(container, audio, pcm_out[: round(frames * AUDIO_RATE / fps)])
     elapsed = time.perf_counter() - started

@@ -1,8 +1,10 @@
-"""Contact sheets: one labelled grid of the frames the exported graph draws for the poses that matter in review.
+"""Contact sheets: labelled grids of rendered frames for a person to look at.
 
-The first cell is the whole output frame with the animated head square outlined (outside it every frame equals
-the photo); the others zoom on the head, where the motion is: mouth shapes of speech, a blink, the head turned
-both ways and nodding.
+`contact_sheet` shows the poses that matter in review, drawn by the exported graph: the first cell is the
+whole output frame with the animated head square outlined (outside it every frame equals the photo); the
+others zoom on the head, where the motion is: mouth shapes of speech, a blink, the head turned both ways and
+nodding. `phone_sheet` shows what a recording made of the mouth: the frame in the middle of each lip-visible
+phone of its alignment, so a reviewer sees whether a real voice's /p b m/ close and its /uw/ rounds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from s2v.avatar import Avatar
+from s2v.contract import MOTION_CHANNELS
+from s2v.motion.visemes import Phone
 from s2v.render.graph import GraphRenderer, pose
+from s2v.runtime.generator import AvatarFrame
 
 # (label, channel values): what a reviewer checks, in reading order
 SHEET_POSES: tuple[tuple[str, dict[str, float]], ...] = (
@@ -29,6 +34,14 @@ SHEET_POSES: tuple[tuple[str, dict[str, float]], ...] = (
     ("nod +0.08", {"head_pitch": 0.08}),
     ("nod -0.08", {"head_pitch": -0.08}),
 )
+
+# Lip-visible phones a phone sheet shows, with the motion channel that says what the mouth should do.
+SHEET_PHONES: dict[str, str] = {
+    **dict.fromkeys(("p", "b", "m"), "lip_closure"),
+    **dict.fromkeys(("f", "v"), "lip_tuck"),
+    **dict.fromkeys(("uw", "ow", "w", "uh"), "lip_spread"),
+    **dict.fromkeys(("aa", "ae", "ao"), "jaw_open"),
+}
 
 CELL = 256
 LABEL_H = 22
@@ -69,6 +82,38 @@ def contact_sheet(renderer: GraphRenderer, avatar: Avatar, path: Path, title: st
     cells = [_cell(overview, title or f"{width}x{height} {framing}".strip(), font)]
     zx0, zy0, zx1, zy1 = _zoom(avatar)
     cells += [_cell(f[zy0:zy1, zx0:zx1], label, font) for f, (label, _) in zip(frames, SHEET_POSES)]
+    return _grid(cells, path)
+
+
+def phone_frames(phones: list[Phone], fps: int, limit: int = 19) -> dict[int, Phone]:
+    """Frame index -> phone, for the frame in the middle of each SHEET_PHONES phone (at most `limit`, in
+    time order; frame i shows [i / fps, (i + 1) / fps))."""
+    picked: dict[int, Phone] = {}
+    for p in phones:
+        if p.name in SHEET_PHONES and len(picked) < limit:
+            picked.setdefault(int((p.start + p.end) / 2 * fps), p)
+    return picked
+
+
+def phone_sheet(frames: dict[int, AvatarFrame], phones: dict[int, Phone], avatar: Avatar, path: Path,
+                title: str = "") -> Path:
+    """Grid of the photo's head, then the head in the rendered `frames` picked by `phone_frames`, each labelled
+    with its phone, start time and the value of the motion channel that phone is about."""
+    font = ImageFont.load_default(size=15)
+    zx0, zy0, zx1, zy1 = _zoom(avatar)
+    cells = [_cell(avatar.background[zy0:zy1, zx0:zx1], title or "photo", font)]
+    for index, phone in sorted(phones.items()):
+        if index in frames:
+            channel = SHEET_PHONES[phone.name]
+            value = frames[index].motion[MOTION_CHANNELS.index(channel)]
+            label = f"/{phone.name}/ {phone.start:.2f}s {channel.split('_')[-1]} {value:+.2f}"
+            if channel != "lip_closure":  # a false closure is what hides an open or rounded mouth
+                label += f" shut {frames[index].motion[MOTION_CHANNELS.index('lip_closure')]:.2f}"
+            cells.append(_cell(frames[index].image[zy0:zy1, zx0:zx1], label, font))
+    return _grid(cells, path)
+
+
+def _grid(cells: list[Image.Image], path: Path) -> Path:
     rows = -(-len(cells) // COLUMNS)
     gap = 4
     sheet = Image.new("RGB", (COLUMNS * (CELL + gap) - gap, rows * (CELL + LABEL_H + gap) - gap), (255, 255, 255))

