@@ -112,21 +112,46 @@ def test_a_blink_closes_the_eyes(renderer, smiling):
         assert np.ptp(luma(shut)[region]) < np.ptp(luma(open_)[region])
 
 
+def marked(avatar: Avatar, mask: np.ndarray) -> Avatar:
+    """The avatar rendering `mask` (green on black) instead of its photo: what shows in a frame is where the
+    masked pixels went."""
+    image = np.zeros_like(avatar.inputs["avatar_image"]) + 0.5
+    image[1] += 255 * mask
+    return Avatar(avatar.id, avatar.background, avatar.box, {**avatar.inputs, "avatar_image": image})
+
+
+def shown(crop: np.ndarray) -> np.ndarray:
+    return crop[..., 1] > 127
+
+
+def photo_teeth(avatar: Avatar, lm: np.ndarray) -> np.ndarray:
+    photo = avatar.inputs["avatar_image"].transpose(1, 2, 0)
+    return polygon_mask(photo.shape, lm[60:68]) & (luma(photo) > 170)
+
+
 def test_a_smiling_photo_can_close_its_lips_over_the_teeth(renderer, smiling):
-    """Rendered from a mask of the photo's teeth instead of the photo: what shows is where the teeth went."""
     avatar, lm = smiling
     assert avatar.info["rig"]["photo_shows_teeth"]
-    photo = avatar.inputs["avatar_image"].transpose(1, 2, 0)
-    teeth = polygon_mask(photo.shape, lm[60:68]) & (luma(photo) > 170)
+    teeth = photo_teeth(avatar, lm)
     assert teeth.sum() > 150
-    marked = np.zeros_like(photo) + 0.5
-    marked[..., 1] += 255 * teeth
-    inputs = {**avatar.inputs, "avatar_image": marked.transpose(2, 0, 1)}
-    masked = Avatar(avatar.id, avatar.background, avatar.box, inputs)
-    rest, closed = rendered(renderer, masked, {}, {"lip_closure": 1.0, "speech": 1.0})
-    shown = lambda crop: int((crop[..., 1] > 127).sum())  # noqa: E731
-    assert shown(rest) == teeth.sum()
-    assert shown(closed) < 0.03 * shown(rest), (shown(rest), shown(closed))
+    rest, closed = rendered(renderer, marked(avatar, teeth), {}, {"lip_closure": 1.0, "speech": 1.0})
+    assert shown(rest).sum() == teeth.sum()
+    assert shown(closed).sum() < 0.03 * teeth.sum(), (teeth.sum(), shown(closed).sum())
+
+
+def test_rounded_lips_narrow_a_smile_and_cover_its_teeth(renderer, smiling):
+    """/uw/ from a smiling photo: the upper lip comes down over the teeth and the lips get narrower, while the
+    jaw still parts them (a dark opening, not a closed smile)."""
+    avatar, lm = smiling
+    uw = {"jaw_open": 0.3, "lip_spread": -1.0, "speech": 1.0}
+    teeth = photo_teeth(avatar, lm)
+    assert shown(rendered(renderer, marked(avatar, teeth), uw)[0]).sum() < 0.35 * teeth.sum()
+    lips = polygon_mask(teeth.shape, lm[48:60])
+    rest, rounded = (shown(c) for c in rendered(renderer, marked(avatar, lips), {}, uw))
+    width = lambda mask: np.ptp(np.flatnonzero(mask.any(axis=0)))  # noqa: E731
+    assert width(rounded) < 0.85 * width(rest), (width(rest), width(rounded))
+    photo_rest, photo_uw = rendered(renderer, avatar, {}, uw)
+    assert mouth_aperture(photo_uw, photo_rest, lm) > 0.01 * np.linalg.norm(lm[16] - lm[0])
 
 
 EXTREMES = [
