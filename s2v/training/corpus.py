@@ -36,14 +36,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_WORDS = ("the", "a", "to", "of", "and", "in", "is", "it", "you", "we", "my", "was", "for", "on", "with", "but")
 FAVOURED_PHONES = frozenset(("p", "b", "m", "f", "v", "uw", "ow", "w", "sh", "ch"))
 ESPEAK = "espeak"  # pseudo-voice: a random espeak-ng en-us variant per sentence
-FLITE = "flite_"  # prefix of flite voices: flite_rms, flite_awb (libflite_cmu_us_<name>.so)
+FLITE = "flite_"  # prefix of flite voices: flite_rms, flite_awb, ... (libflite_cmu_us_<name>.so)
 ESPEAK_VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6)) + ("klatt", "klatt2", "klatt3")
 _ENTRY = re.compile(r'^\("([a-z]+)" \S+ \((.*)\)\)$')
 
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    train_voices: tuple[str, ...] = ("kal_diphone", "cmu_us_slt_arctic_hts", f"{FLITE}rms", f"{FLITE}awb", ESPEAK)
+    train_voices: tuple[str, ...] = ("kal_diphone", "cmu_us_slt_arctic_hts", f"{FLITE}rms", f"{FLITE}awb",
+                                     f"{FLITE}slt", f"{FLITE}kal16", ESPEAK)
     eval_voice: str = "ked_diphone"
     sentences_per_voice: int = 500
     eval_sentences: int = 80
