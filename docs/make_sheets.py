@@ -1,12 +1,14 @@
 """Rebuild the README's review images from the shipped graph: `python docs/make_sheets.py`.
 
 Three framings of scikit-image's astronaut (a tight portrait crop whose frame runs past the photo, the whole
-half-body photo, and the photo small on a wide blurred canvas at 720p), then the built-in avatar's sheet.
+half-body photo, and the photo small on a wide blurred canvas at 720p), the built-in avatar's sheet, and the
+built-in avatar speaking the two recordings of real people `s2v eval --human` uses (fetched with pip).
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -15,8 +17,13 @@ from PIL import Image
 from skimage import data
 
 from s2v.avatar import AvatarConfig, AvatarStore, prepare_avatar
+from s2v.motion.alignment import read_phones
+from s2v.offline import render_file
 from s2v.render.graph import GraphRenderer
-from s2v.review import contact_sheet
+from s2v.review import contact_sheet, phone_frames, phone_sheet
+from s2v.runtime.model import ExportedModel, ModelConfig
+from s2v.training.corpus import CorpusConfig
+from s2v.training.recordings import HUMAN_RECORDINGS, fetch
 
 DOCS = Path(__file__).resolve().parent
 
@@ -46,8 +53,19 @@ def main() -> None:
     for name, (image, config) in framings.items():
         contact_sheet(renderer, prepare_avatar(png(image), config), DOCS / name)
         print("wrote", DOCS / name)
-    contact_sheet(renderer, AvatarStore.default().builtin(), DOCS / "contact_sheet.png")
+    builtin = AvatarStore.default().builtin()
+    contact_sheet(renderer, builtin, DOCS / "contact_sheet.png")
     print("wrote", DOCS / "contact_sheet.png")
+    model = ExportedModel(ModelConfig(device="cpu"))
+    for recording in HUMAN_RECORDINGS:
+        wav, phones = fetch(recording, CorpusConfig().cache_dir.parent)
+        picked, kept = phone_frames(read_phones(phones), model.contract.audio.fps), {}
+        out = DOCS / f"phone_sheet_{wav.stem}.png"
+        with tempfile.TemporaryDirectory() as tmp:
+            render_file(model, builtin, wav, Path(tmp) / "talk.mp4",
+                        on_frame=lambda f: kept.update({f.index: f} if f.index in picked else {}))
+        phone_sheet(kept, picked, builtin, out, title=recording.name.split(":")[0])
+        print("wrote", out)
 
 
 if __name__ == "__main__":

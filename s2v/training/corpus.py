@@ -4,8 +4,8 @@ Sentences are random word sequences drawn (fixed seed) from festival's own CMU l
 towards words with the phones whose lip shapes matter most (/p b m/, /f v/, /uw ow w/). The
 synthesisers give the audio and the phone segmentation together, so the motion targets come for
 free. Festival has three voices; flite adds two more recorded speakers (`rms` US male, `awb` Scottish
-male), and espeak-ng's many voice variants (pitch, formants, Klatt source) add the speaker variety a
-handful of recorded voices lack. One festival voice is held out entirely (different voice, different
+male) and its own builds of `slt` and `kal`, and espeak-ng's many voice variants (pitch, formants, Klatt
+source) add the speaker variety a handful of recorded voices lack. One festival voice is held out entirely (different voice, different
 sentences) to measure generalisation. Results are cached.
 """
 
