@@ -14,6 +14,7 @@ from PIL import Image
 from s2v.audio.files import read_audio
 from s2v.contract import MOTION_CHANNELS
 from s2v.motion.alignment import read_phones
+from s2v.motion.visemes import motion_targets
 from s2v.offline import render_file
 from s2v.review import CELL, COLUMNS, LABEL_H, phone_frames, phone_sheet
 
@@ -51,23 +52,40 @@ def test_render_refuses_a_file_that_is_not_audio(tmp_path):
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="festival is installed by the README's test command")
 def test_phone_sheet_shows_closed_lips_on_p_b_m_of_an_unseen_voice(model, avatar, tmp_path):
-    """The held-out festival voice with its own phone timings: the frames `--phone-sheet` picks close the lips
-    on the bilabials and leave them open on the open vowels."""
+    """The held-out festival voice with its own phone timings: the lips close on the bilabials and stay open on
+    the open vowels, and `--phone-sheet` shows one frame of each."""
     script = tmp_path / "say.scm"
     script.write_text(f'(voice_ked_diphone)(set! utt (Utterance Text "{PHONE_TEXT}"))(utt.synth utt)'
                       f"(utt.wave.resample utt 16000)(utt.save.wave utt \"{tmp_path}/say.wav\" 'riff)"
                       f'(utt.save.segs utt "{tmp_path}/say.segs")\n')
     subprocess.run(["festival", "-b", str(script)], check=True, capture_output=True, timeout=120)
-    picked = phone_frames(read_phones(tmp_path / "say.segs"), model.contract.audio.fps)
-    kept = {}
-    render_file(model, avatar, tmp_path / "say.wav", tmp_path / "say.mp4",
-                on_frame=lambda f: kept.update({f.index: f} if f.index in picked else {}))
+    phones = read_phones(tmp_path / "say.segs")
+    picked = phone_frames(phones, model.contract.audio.fps)
+    kept, closure = {}, {}
+
+    def keep(frame):
+        closure[frame.index] = frame.motion[MOTION_CHANNELS.index("lip_closure")]
+        if frame.index in picked:
+            kept[frame.index] = frame
+
+    render_file(model, avatar, tmp_path / "say.wav", tmp_path / "say.mp4", on_frame=keep)
     assert set(kept) == set(picked)
-    closure = {i: kept[i].motion[MOTION_CHANNELS.index("lip_closure")] for i in kept}
-    bilabial = [closure[i] for i, p in picked.items() if p.name in ("p", "b", "m")]
-    vowels = [closure[i] for i, p in picked.items() if p.name in ("aa", "ae", "ao")]
-    assert len(bilabial) >= 5 and len(vowels) >= 2
-    assert np.mean(np.array(bilabial) > 0.5) >= 0.8 and max(vowels) < 0.5
+
+    target = motion_targets(phones, max(closure) + 1)[:, MOTION_CHANNELS.index("lip_closure")]
+
+    def shut(names: tuple[str, ...]) -> float:
+        """Share of the frames centred in these phones whose lips are more closed than open."""
+        frames = [i for p in phones if p.name in names for i in closure if p.start <= (i + 0.5) / 25 < p.end]
+        return float(np.mean([closure[i] > 0.5 for i in frames]))
+
+    def shut_where_open(names: tuple[str, ...]) -> float:
+        """The same over the frames of these phones that the targets leave open (not touching a p/b/m)."""
+        frames = [i for p in phones if p.name in names for i in closure
+                  if p.start <= (i + 0.5) / 25 < p.end and target[i] < 0.2]
+        assert len(frames) >= 5
+        return float(np.mean([closure[i] > 0.5 for i in frames]))
+
+    assert shut(("p", "b", "m")) >= 0.8 and shut_where_open(("aa", "ae", "ao")) <= 0.3
     sheet = phone_sheet(kept, picked, avatar, tmp_path / "sheet.png")
     with Image.open(sheet) as image:
         rows = -(-(1 + len(picked)) // COLUMNS)

@@ -29,7 +29,7 @@ class MotionNetConfig:
 
     conv_channels: int = 160
     kernel: int = 3
-    hidden: int = 192
+    hidden: int = 256
     dropout: float = 0.1  # training only; the exported graph runs in eval mode
     lookahead_frames: int = CONTRACT.lookahead_frames
 
