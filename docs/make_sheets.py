@@ -17,10 +17,8 @@ from PIL import Image
 from skimage import data
 
 from s2v.avatar import AvatarConfig, AvatarStore, prepare_avatar
-from s2v.motion.alignment import read_phones
-from s2v.offline import render_file
 from s2v.render.graph import GraphRenderer
-from s2v.review import contact_sheet, phone_frames, phone_sheet
+from s2v.review import contact_sheet, render_phone_sheet
 from s2v.runtime.model import ExportedModel, ModelConfig
 from s2v.training.corpus import CorpusConfig
 from s2v.training.recordings import HUMAN_RECORDINGS, fetch
@@ -59,12 +57,10 @@ def main() -> None:
     model = ExportedModel(ModelConfig(device="cpu"))
     for recording in HUMAN_RECORDINGS:
         wav, phones = fetch(recording, CorpusConfig().cache_dir.parent)
-        picked, kept = phone_frames(read_phones(phones), model.contract.audio.fps), {}
         out = DOCS / f"phone_sheet_{wav.stem}.png"
         with tempfile.TemporaryDirectory() as tmp:
-            render_file(model, builtin, wav, Path(tmp) / "talk.mp4",
-                        on_frame=lambda f: kept.update({f.index: f} if f.index in picked else {}))
-        phone_sheet(kept, picked, builtin, out, title=recording.name.split(":")[0])
+            render_phone_sheet(model, builtin, wav, phones, Path(tmp) / "talk.mp4", out,
+                               title=recording.name.split(":")[0])
         print("wrote", out)
 
 

@@ -53,6 +53,8 @@ def _render(args: argparse.Namespace) -> None:
     config = from_sources(RenderConfig, args)
     if config.audio is None and config.contact_sheet is None:
         raise SystemExit("s2v render: --audio WAV is required (or --contact-sheet PNG alone)")
+    if (config.phone_sheet is None) != (config.phones is None) or (config.phones and config.audio is None):
+        raise SystemExit("s2v render: --phone-sheet PNG and --phones FILE go together, with --audio")
     model_config = from_sources(ModelConfig, args)
     avatar = _load_avatar(config.image, from_sources(AvatarConfig, args))
     if config.contact_sheet is not None:
@@ -61,24 +63,18 @@ def _render(args: argparse.Namespace) -> None:
 
         contact_sheet(GraphRenderer(model_config.model), avatar, config.contact_sheet)
         print(f"wrote {config.contact_sheet}")
-    if (config.phone_sheet is None) != (config.phones is None) or (config.phones and config.audio is None):
-        raise SystemExit("s2v render: --phone-sheet PNG and --phones FILE go together, with --audio")
     if config.audio is not None:
         model = ExportedModel(model_config)
-        picked, kept = {}, {}
-        if config.phones is not None:
-            from s2v.motion.alignment import read_phones
-            from s2v.review import phone_frames
+        options = {"prompt": config.prompt, "batch": config.batch, "seed": config.seed}
+        if config.phone_sheet is not None and config.phones is not None:
+            from s2v.review import render_phone_sheet
 
-            picked = phone_frames(read_phones(config.phones), model.contract.audio.fps)
-        stats = render_file(model, avatar, config.audio, config.output, prompt=config.prompt, batch=config.batch,
-                            seed=config.seed, on_frame=lambda f: kept.update({f.index: f} if f.index in picked else {}))
-        print(f"wrote {config.output}: {stats['frames']} frames, {stats['realtime_factor']:.1f}x real time")
-        if config.phone_sheet is not None:
-            from s2v.review import phone_sheet
-
-            phone_sheet(kept, picked, avatar, config.phone_sheet, title=config.audio.name)
+            stats = render_phone_sheet(model, avatar, config.audio, config.phones, config.output, config.phone_sheet,
+                                       title=config.audio.name, **options)
             print(f"wrote {config.phone_sheet}")
+        else:
+            stats = render_file(model, avatar, config.audio, config.output, **options)
+        print(f"wrote {config.output}: {stats['frames']} frames, {stats['realtime_factor']:.1f}x real time")
 
 
 def _prepare(args: argparse.Namespace) -> None:

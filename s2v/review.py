@@ -16,9 +16,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from s2v.avatar import Avatar
 from s2v.contract import MOTION_CHANNELS
+from s2v.motion.alignment import read_phones
 from s2v.motion.visemes import Phone
+from s2v.offline import render_file
 from s2v.render.graph import GraphRenderer, pose
 from s2v.runtime.generator import AvatarFrame
+from s2v.runtime.model import ExportedModel
 
 # (label, channel values): what a reviewer checks, in reading order
 SHEET_POSES: tuple[tuple[str, dict[str, float]], ...] = (
@@ -111,6 +114,22 @@ def phone_sheet(frames: dict[int, AvatarFrame], phones: dict[int, Phone], avatar
                 label += f" shut {frames[index].motion[MOTION_CHANNELS.index('lip_closure')]:.2f}"
             cells.append(_cell(frames[index].image[zy0:zy1, zx0:zx1], label, font))
     return _grid(cells, path)
+
+
+def render_phone_sheet(model: ExportedModel, avatar: Avatar, audio: Path, phones: Path, video: Path, sheet: Path,
+                       title: str = "", **render_options) -> dict[str, float]:
+    """`render_file` of `audio` into `video`, keeping the frames `phone_frames` picks from the alignment `phones`
+    for a `phone_sheet` written to `sheet`; returns render_file's numbers."""
+    picked = phone_frames(read_phones(phones), model.contract.audio.fps)
+    kept: dict[int, AvatarFrame] = {}
+
+    def keep(frame: AvatarFrame) -> None:
+        if frame.index in picked:
+            kept[frame.index] = frame
+
+    stats = render_file(model, avatar, audio, video, on_frame=keep, **render_options)
+    phone_sheet(kept, picked, avatar, sheet, title)
+    return stats
 
 
 def _grid(cells: list[Image.Image], path: Path) -> Path:
