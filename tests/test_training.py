@@ -42,3 +42,58 @@ def test_train_from_scratch_on_a_tiny_corpus(tmp_path):
     assert motion.shape == (5, len(MOTION_CHANNELS)) and torch.isfinite(motion).all()
     assert state.shape == (1, net.state_size)
     assert np.isfinite(net.feat_std.numpy()).all()
+
+
+def test_augmentation_changes_the_sound_not_its_length_and_repeats_with_the_seed():
+    from s2v.training.augment import _breath, _level_dips, degrade
+
+    rng = np.random.default_rng(0)
+    tone = (0.3 * np.sin(np.arange(16000) * 2 * np.pi * 220 / 16000)).astype(np.float32)
+    dipped = _level_dips(tone.astype(np.float64), rng)
+    ratio = np.abs(dipped) / np.maximum(np.abs(tone), 1e-9)
+    assert len(dipped) == len(tone) and ratio.max() <= 1.0 + 1e-6  # only ever softer
+    assert ratio[np.abs(tone) > 0.1].min() < 10 ** (-6 / 20) + 1e-3  # at least one dip of >= 6 dB
+    assert np.mean(ratio[np.abs(tone) > 0.1] > 0.999) > 0.7  # most of the sound untouched
+    breathy = _breath(np.zeros(16000) + 1e-3, rng)
+    assert len(breathy) == 16000 and 0 < np.mean(np.abs(breathy - 1e-3) > 1e-5) < 0.6  # one puff, not all of it
+    a, b = degrade(tone, np.random.default_rng(7)), degrade(tone, np.random.default_rng(7))
+    assert a.dtype == np.float32 and len(a) == len(tone) and np.array_equal(a, b) and np.abs(a).max() <= 1.0
+
+
+def test_sustain_holds_one_phone_longer_and_moves_the_rest():
+    from s2v.training.augment import sustain
+
+    rng = np.random.default_rng(3)
+    t = np.arange(16000) / 16000
+    audio = (0.2 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    phones = [Phone("pau", 0.0, 0.2), Phone("ah", 0.2, 0.45), Phone("m", 0.45, 0.7), Phone("pau", 0.7, 1.0)]
+    out, held = sustain(audio, phones, rng)
+    extra = (len(out) - len(audio)) / 16000
+    assert 0.15 <= extra <= 0.8 and held[-1].end == pytest.approx(1.0 + extra)
+    grown = [q.end - q.start - (p.end - p.start) for p, q in zip(phones, held)]
+    assert sorted(grown)[-1] == pytest.approx(extra) and sum(abs(g) > 1e-9 for g in grown) == 1
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(held, held[1:]))  # still contiguous
+    assert np.abs(np.diff(out)).max() < 3 * np.abs(np.diff(audio)).max()  # spliced without clicks
+
+
+def test_prompt_transcripts_become_the_words_spoken():
+    from s2v.training.prompts import spoken_words
+
+    assert spoken_words("Please press 1 to mute, 42 to lock-in.") == \
+        ["please", "press", "one", "to", "mute", "forty", "two", "to", "lock", "in"]
+    assert spoken_words("[this is an error beep tone]") is None  # not speech
+    assert spoken_words("Dial 323.") is None  # "three two three" or "three hundred twenty-three": unknown
+
+
+def test_a_recorded_prompt_aligns_to_its_words():
+    prompts = pytest.importorskip("s2v.training.prompts")
+    if not prompts.SOUNDS.is_dir():
+        pytest.skip(f"the recorded prompts come from Debian: {prompts.INSTALL}")
+    from pocketsphinx import Decoder
+
+    pcm = prompts._decode(prompts.SOUNDS / "agent-loggedoff.g722")
+    phones = prompts._align(Decoder(samprate=16000, bestpath=False, loglevel="FATAL"),
+                            prompts.spoken_words("Agent Logged off."), pcm)
+    assert [p.name for p in phones if p.name != "pau"] == ["ey", "jh", "ah", "n", "t", "l", "ao", "g", "d", "ao", "f"]
+    assert phones[-1].end == pytest.approx(len(pcm) / 16000, abs=0.05)
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(phones, phones[1:]))

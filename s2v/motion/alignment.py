@@ -13,6 +13,14 @@ from pathlib import Path
 from s2v.motion.visemes import Phone, phone_visemes
 
 
+def phone_name(label: str) -> str:
+    """festival/CMU phone of an aligner's label: ARPAbet with stress digits, silences, HTS full context."""
+    if (centre := re.search(r"-([^-+]+)\+", label)) is not None:
+        label = centre.group(1)
+    name = label.lower().rstrip("012")
+    return "pau" if name in ("sil", "sp", "spn", "") else name
+
+
 _TEXTGRID_TOKEN = re.compile(r'"((?:[^"]|"")*)"|\[\d*\]|(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)')
 
 
@@ -51,12 +59,6 @@ def read_phones(path: Path) -> list[Phone]:
     festival/CMU phones; ARPAbet in capitals with stress digits (`AA1`) and aligner silences (`sil`, `sp`, `spn`,
     empty) are accepted too."""
 
-    def name(text: str) -> str:
-        if (centre := re.search(r"-([^-+]+)\+", text)) is not None:
-            text = centre.group(1)
-        n = text.lower().rstrip("012")
-        return "pau" if n in ("sil", "sp", "spn", "") else n
-
     unit = 1e-7 if path.suffix == ".lab" else 1.0
 
     text = path.read_text(encoding="utf-8-sig")
@@ -71,12 +73,12 @@ def read_phones(path: Path) -> list[Phone]:
             if tier is None:
                 raise ValueError(f"{path}: no tier named 'phones' (tiers: {', '.join(tiers) or 'none'})")
             intervals = tiers[tier]
-        phones = [Phone(name(label), start, end) for start, end, label in intervals]
+        phones = [Phone(phone_name(label), start, end) for start, end, label in intervals]
     elif path.suffix == ".segs":
         start = 0.0
         for parts in lines[next(i for i, p in enumerate(lines) if p == ["#"]) + 1 :]:
             if len(parts) == 3:
-                phones.append(Phone(name(parts[2]), start, float(parts[0])))
+                phones.append(Phone(phone_name(parts[2]), start, float(parts[0])))
                 start = float(parts[0])
     else:
         for k, parts in enumerate(lines, 1):
@@ -84,7 +86,7 @@ def read_phones(path: Path) -> list[Phone]:
                 continue
             if len(parts) != 3:
                 raise ValueError(f"{path}:{k}: expected 'START END PHONE', got {' '.join(parts)!r}")
-            phones.append(Phone(name(parts[2]), float(parts[0]) * unit, float(parts[1]) * unit))
+            phones.append(Phone(phone_name(parts[2]), float(parts[0]) * unit, float(parts[1]) * unit))
     if not phones:
         raise ValueError(f"{path}: no phones")
     for p in {p.name for p in phones}:
