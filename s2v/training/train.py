@@ -28,7 +28,7 @@ from s2v.features import mel_filterbank
 from s2v.motion.network import MotionNet, MotionNetConfig
 from s2v.motion.visemes import CURVE_RATE, PHONE_VISEMES, SILENCE_PHONES, Phone, frame_targets, viseme_curves
 from s2v.settings import add_arguments, from_sources
-from s2v.training.augment import change_speed, degrade, random_speed
+from s2v.training.augment import change_speed, degrade, random_speed, sustain
 from s2v.training.corpus import REPO_ROOT, Clip, CorpusConfig, load_corpus
 from s2v.training.evaluate import evaluate_clips
 
@@ -55,6 +55,7 @@ class TrainConfig:
     gap_s: tuple[float, float] = (0.05, 1.0)  # silence between training clips in the stream
     vtlp: tuple[float, float] = (0.85, 1.15)  # mel-scale warp per crop, imitating other vocal tracts
     stream_start_p: float = 0.15  # share of crops that start a stream (zero state before silence)
+    sustain_p: float = 0.3  # share of training clips with one phone held long ("ummm"; s2v.training.augment)
     warmup_frames: int = 8  # outputs not scored at the start of mid-stream crops (state still empty)
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
     contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
@@ -76,9 +77,12 @@ class CropSampler:
             parts.append(gap)
             t += len(gap)
             starts.append((t, len(gap)))
-            phones += [Phone(p.name, p.start + t / SR, p.end + t / SR) for p in clips[i].phones]
-            parts.append(clips[i].audio)
-            t += len(clips[i].audio)
+            audio, clip_phones = clips[i].audio, clips[i].phones
+            if rng.random() < config.sustain_p:
+                audio, clip_phones = sustain(audio, clip_phones, rng)
+            phones += [Phone(p.name, p.start + t / SR, p.end + t / SR) for p in clip_phones]
+            parts.append(audio)
+            t += len(audio)
         parts.append(gaps[-1])
         self.audio = np.concatenate(parts)
         self.clip_starts = starts  # (sample offset, silence before it)
