@@ -1,9 +1,9 @@
 """Cheap on-the-fly waveform augmentation, so festival's clean studio speech looks like a microphone.
 
-Level (whisper-quiet to clipped, with brief dips between words), breaths, noise, speaking rate/pitch, phone-like band limits, sources
-resampled from other rates, an Opus round-trip as WebRTC sends it, and room reverb all change the
-spectrum's look but not the mouth shapes, which is what the network must learn to ignore: a loud
-/m/ is still closed, a quiet /aa/ still open. Speed (which moves pitch with it) is applied separately
+Level (whisper-quiet to clipped, with brief dips between words), breaths, noise, speaking rate/pitch,
+phone-like band limits, sources resampled from other rates, an Opus round-trip as WebRTC sends it, and
+room reverb all change the spectrum's look but not the mouth shapes, which is what the network must learn to
+ignore: a loud /m/ is still closed, a quiet /aa/ still open. Speed (which moves pitch with it) is applied separately
 (`change_speed`) because it rescales the target timeline too; formant shifts are a mel-scale warp
 in the network's front end (VTLP, `s2v.features.mel_filterbank`).
 """
@@ -165,9 +165,9 @@ def opus_round_trip(x: np.ndarray, bitrate: int) -> np.ndarray:
 
 
 def degrade(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random level dips, a breath, reverb, band limit, other source rate, noise (5-30 dB SNR, sometimes starting or stopping mid-crop),
-    level (peak -45..+8 dBFS, clipped) and an Opus round-trip at 16-48 kbit/s after the level (the codec sees
-    what the microphone sent); float32 out."""
+    """Random level dips, a breath, reverb, band limit, other source rate, noise (5-30 dB SNR, sometimes starting
+    or stopping mid-crop), level (peak -45..+8 dBFS, clipped) and an Opus round-trip at 16-48 kbit/s after the
+    level (the codec sees what the microphone sent); float32 out."""
     y = x.astype(np.float64)
     if rng.random() < 0.4:
         y = _level_dips(y, rng)
