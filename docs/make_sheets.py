@@ -2,7 +2,8 @@
 
 Three framings of scikit-image's astronaut (a tight portrait crop whose frame runs past the photo, the whole
 half-body photo, and the photo small on a wide blurred canvas at 720p), the built-in avatar's sheet, and the
-built-in avatar speaking the two recordings of real people `s2v eval --human` uses (fetched with pip).
+built-in avatar speaking the recordings of real people `s2v eval --human` marks for a sheet
+(fetched with pip).
 """
 
 from __future__ import annotations

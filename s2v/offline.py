@@ -37,8 +37,8 @@ class RenderConfig:
     phones: Path | None = field(default=None, metadata={
         "help": "phone alignment of --audio (see `s2v eval --help`), for --phone-sheet"})
     phone_sheet: Path | None = field(default=None, metadata={
-        "help": "also write a PNG grid of the rendered head in the middle of each p/b/m, f/v, uw/ow/w and aa "
-                "of --phones: does a real recording close and round the lips?"})
+        "help": "also write a PNG grid of the rendered head in the middle of each p/b/m, f/v, uw/ow/w/uh and "
+                "aa/ae/ao of --phones: does a real recording close and round the lips?"})
 
 
 def render_file(model: ExportedModel, avatar: Avatar, audio_path: Path, output: Path, *, prompt: str = "",

@@ -44,6 +44,14 @@ def _textgrid_tiers(text: str) -> dict[str, list[tuple[float, float, str]]]:
     return tiers
 
 
+def _phone_tier(path: Path, text: str) -> list[tuple[float, float, str]]:
+    tiers = _textgrid_tiers(text)
+    tier = next((t for t in ("phones", "phone") if t in tiers), None)
+    if tier is None:
+        raise ValueError(f"{path}: no tier named 'phones' (tiers: {', '.join(tiers) or 'none'})")
+    return tiers[tier]
+
+
 def _pocketsphinx_json(text: str) -> list[tuple[float, float, str]]:
     """Phones of pocketsphinx's alignment JSON: each word's `w` lists its phones with begin `b` and duration `d`."""
     return [(ph["b"], ph["b"] + ph["d"], ph["t"]) for line in text.splitlines() if line.strip()
@@ -58,21 +66,11 @@ def read_phones(path: Path) -> list[Phone]:
     suffix, `START END PHONE` in seconds per line (blank lines and lines starting with `#` skipped). Names are
     festival/CMU phones; ARPAbet in capitals with stress digits (`AA1`) and aligner silences (`sil`, `sp`, `spn`,
     empty) are accepted too."""
-
-    unit = 1e-7 if path.suffix == ".lab" else 1.0
-
     text = path.read_text(encoding="utf-8-sig")
     lines = [ln.split() for ln in text.splitlines()]
     phones: list[Phone] = []
-    if path.suffix in (".TextGrid", ".json"):
-        if path.suffix == ".json":
-            intervals = _pocketsphinx_json(text)
-        else:
-            tiers = _textgrid_tiers(text)
-            tier = next((t for t in ("phones", "phone") if t in tiers), None)
-            if tier is None:
-                raise ValueError(f"{path}: no tier named 'phones' (tiers: {', '.join(tiers) or 'none'})")
-            intervals = tiers[tier]
+    if path.suffix in (".json", ".TextGrid"):
+        intervals = _pocketsphinx_json(text) if path.suffix == ".json" else _phone_tier(path, text)
         phones = [Phone(phone_name(label), start, end) for start, end, label in intervals]
     elif path.suffix == ".segs":
         start = 0.0
@@ -81,6 +79,7 @@ def read_phones(path: Path) -> list[Phone]:
                 phones.append(Phone(phone_name(parts[2]), start, float(parts[0])))
                 start = float(parts[0])
     else:
+        unit = 1e-7 if path.suffix == ".lab" else 1.0
         for k, parts in enumerate(lines, 1):
             if not parts or parts[0].startswith("#"):
                 continue

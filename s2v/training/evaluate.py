@@ -251,7 +251,8 @@ class EvalConfig:
         "help": "also evaluate this WAV (any sample rate; channels are averaged); needs --phones"})
     phones: Path | None = field(default=None, metadata={
         "help": "phone alignment of --audio: festival .segs (after a '#' line, 'END_TIME NUMBER PHONE' per "
-                "phone), HTK/HTS .lab ('START END LABEL' in 100 ns units, full-context labels too) or any other file "
+                "phone), HTK/HTS .lab ('START END LABEL' in 100 ns units, full-context labels too), a Praat "
+                ".TextGrid (its 'phones' tier, as MFA writes), pocketsphinx's alignment .json, or any other file "
                 "with 'START END PHONE' in seconds per line ('#' lines skipped); festival/CMU phone names (pau, p, "
                 "b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
     human: bool = field(default=False, metadata={
