@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import numpy as np
@@ -27,6 +28,8 @@ def test_targets_close_the_lips_on_m_and_open_the_jaw_on_aa():
     assert t[21, CH["lip_spread"]] < -0.5  # /uw/ rounds
     assert t[17, CH["lip_spread"]] < t[13, CH["lip_spread"]]  # rounding starts before /uw/, across /p/
     assert t[-3:, CH["speech"]].max() < 0.1 and t[-3:, CH["jaw_open"]].max() < 0.1  # rest after speech
+    we = motion_targets([Phone("pau", 0.0, 0.3), Phone("w", 0.3, 0.36), Phone("iy", 0.36, 0.6), Phone("pau", 0.6, 1.0)], 25)
+    assert we[8, CH["lip_spread"]] < -0.3 and we[12, CH["lip_spread"]] > 0.3  # a short /w/ still rounds before /iy/
 
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="festival is installed by the README's test command")
@@ -58,6 +61,41 @@ def test_augmentation_changes_the_sound_not_its_length_and_repeats_with_the_seed
     assert len(breathy) == 16000 and 0 < np.mean(np.abs(breathy - 1e-3) > 1e-5) < 0.6  # one puff, not all of it
     a, b = degrade(tone, np.random.default_rng(7)), degrade(tone, np.random.default_rng(7))
     assert a.dtype == np.float32 and len(a) == len(tone) and np.array_equal(a, b) and np.abs(a).max() <= 1.0
+
+
+def test_colour_is_a_smooth_bounded_eq():
+    from s2v.training.augment import _colour
+
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal(64000)
+    bands = np.geomspace(120, 7000, 25)  # sixth-octave bands
+
+    def band_db(x: np.ndarray) -> np.ndarray:
+        power, f = np.abs(np.fft.rfft(x)) ** 2, np.fft.rfftfreq(len(x), 1 / 16000)
+        return np.array([10 * np.log10(power[(f >= a) & (f < b)].mean()) for a, b in itertools.pairwise(bands)])
+
+    for _ in range(20):
+        gain = band_db(_colour(noise, rng)) - band_db(noise)
+        assert np.abs(gain).max() <= 15.5  # bounded, as a microphone's colour is
+        assert np.abs(np.diff(gain)).max() < 6  # smooth: no notch or ringing peak
+    assert np.ptp(gain) > 2 and len(_colour(noise, rng)) == len(noise)  # it does colour, and keeps the length
+
+
+def test_loss_weighs_open_lips_in_confusable_phones_and_rounded_lips():
+    from s2v.training.train import _PHONE_ID, loss_fn
+
+    target = torch.zeros(1, 4, len(MOTION_CHANNELS))
+    target[0, 3, CH["lip_spread"]] = -0.8
+    phones = torch.tensor([[_PHONE_ID["aa"], _PHONE_ID["k"], _PHONE_ID["aa"], _PHONE_ID["uw"]]])
+    mask = torch.ones(1, 4, 1)
+    wrong_k, wrong_aa, unrounded = target.clone(), target.clone(), target.clone()
+    wrong_k[0, 1, CH["lip_closure"]] = 1.0  # lips shut in /k/
+    wrong_aa[0, 0, CH["lip_closure"]] = 1.0  # the same mistake in /aa/
+    unrounded[0, 3, CH["lip_spread"]] = 0.0
+    plain, weighted = TrainConfig(), TrainConfig(confusable_weight=2.0, round_weight=1.0)
+    assert loss_fn(wrong_k, target, phones, mask, plain) == pytest.approx(loss_fn(wrong_aa, target, phones, mask, plain))
+    assert loss_fn(wrong_k, target, phones, mask, weighted) > 2 * loss_fn(wrong_aa, target, phones, mask, weighted)
+    assert loss_fn(unrounded, target, phones, mask, weighted) > 1.5 * loss_fn(unrounded, target, phones, mask, plain)
 
 
 def test_sustain_holds_one_phone_longer_and_moves_the_rest():
