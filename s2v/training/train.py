@@ -40,8 +40,6 @@ FRAME_S = 1.0 / CONTRACT.audio.fps
 # Classes of the auxiliary phone classifier: silence, then every phone of the festival/CMU set.
 PHONE_CLASSES: tuple[str, ...] = ("pau", *sorted(p for p in PHONE_VISEMES if p not in SILENCE_PHONES))
 _PHONE_ID = {p: i for i, p in enumerate(PHONE_CLASSES)}
-# Phones whose sound is most often taken for a lip closure: the other stops and nasals, and the labial-ish glides.
-CONFUSABLE: tuple[str, ...] = ("t", "d", "dx", "k", "g", "n", "nx", "en", "ng", "l", "w")
 
 
 @dataclass
@@ -61,8 +59,7 @@ class TrainConfig:
     warmup_frames: int = 8  # outputs not scored at the start of mid-stream crops (state still empty)
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
     contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
-    round_weight: float = 0.0  # extra weight on lip_spread where the lips should be rounded (target < -0.4)
-    confusable_weight: float = 0.0  # extra weight on lip_closure in CONFUSABLE phones, where the lips stay open
+    round_weight: float = 1.0  # extra weight on lip_spread where the lips should be rounded (target < -0.4)
     phone_weight: float = 0.05  # auxiliary phone classification from the GRU outputs (training only)
     threads: int = field(default=1, metadata={"help": "torch threads; batches are made on one more thread"})
     out: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
@@ -152,17 +149,13 @@ def feature_stats(net: MotionNet, sampler: CropSampler, crops: int = 96) -> tupl
     return mean.repeat(k), std.repeat(k)
 
 
-def loss_fn(pred: torch.Tensor, target: torch.Tensor, phones: torch.Tensor, mask: torch.Tensor,
-            cfg: TrainConfig) -> torch.Tensor:
+def loss_fn(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """Weighted MSE; lips that should be closed (p/b/m) or tucked (f/v) weigh extra, whatever the loudness, and
-    so do open lips in the phones most often mistaken for /p b m/, and rounded lips."""
+    so do rounded lips, which the synthetic voices' spread vowels would otherwise average away."""
     w = torch.tensor(cfg.channel_weights).expand_as(target).clone()
     for name in ("lip_closure", "lip_tuck"):
         c = MOTION_CHANNELS.index(name)
         w[..., c] = w[..., c] * (1 + cfg.contact_weight * (target[..., c] > 0.5).float())
-    c = MOTION_CHANNELS.index("lip_closure")
-    hard = torch.isin(phones, torch.tensor([_PHONE_ID[p] for p in CONFUSABLE])) & (target[..., c] < 0.5)
-    w[..., c] = w[..., c] * (1 + cfg.confusable_weight * hard.float())
     s = MOTION_CHANNELS.index("lip_spread")
     w[..., s] = w[..., s] * (1 + cfg.round_weight * (target[..., s] < -0.4).float())
     w = w * mask
@@ -199,7 +192,7 @@ def train(config: TrainConfig | None = None) -> Path:
         for _ in range(cfg.steps_per_epoch):
             audio, target, phones, mask, fbs = next(batches)
             hidden, _ = net.encode(audio, state0, fbs)
-            loss = loss_fn(net.motion(hidden), target, phones, mask, cfg)
+            loss = loss_fn(net.motion(hidden), target, mask, cfg)
             if cfg.phone_weight > 0:
                 ce = torch.nn.functional.cross_entropy(phone_head(net.dropout(hidden)).transpose(1, 2), phones,
                                                        reduction="none")
