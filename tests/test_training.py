@@ -28,7 +28,8 @@ def test_targets_close_the_lips_on_m_and_open_the_jaw_on_aa():
     assert t[21, CH["lip_spread"]] < -0.5  # /uw/ rounds
     assert t[17, CH["lip_spread"]] < t[13, CH["lip_spread"]]  # rounding starts before /uw/, across /p/
     assert t[-3:, CH["speech"]].max() < 0.1 and t[-3:, CH["jaw_open"]].max() < 0.1  # rest after speech
-    we = motion_targets([Phone("pau", 0.0, 0.3), Phone("w", 0.3, 0.36), Phone("iy", 0.36, 0.6), Phone("pau", 0.6, 1.0)], 25)
+    we = motion_targets([Phone("pau", 0.0, 0.3), Phone("w", 0.3, 0.36), Phone("iy", 0.36, 0.6), Phone("pau", 0.6, 1.0)],
+                        25)
     assert we[8, CH["lip_spread"]] < -0.3 and we[12, CH["lip_spread"]] > 0.3  # a short /w/ still rounds before /iy/
 
 

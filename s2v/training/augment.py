@@ -181,8 +181,8 @@ def opus_round_trip(x: np.ndarray, bitrate: int) -> np.ndarray:
 
 def degrade(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random level dips, a breath, reverb, a microphone's colour, band limit, other source rate, noise (5-30 dB
-    SNR, sometimes starting or stopping mid-crop), level (peak -45..+8 dBFS, clipped) and an Opus round-trip at 16-48 kbit/s after the
-    level (the codec sees what the microphone sent); float32 out."""
+    SNR, sometimes starting or stopping mid-crop), level (peak -45..+8 dBFS, clipped) and an Opus round-trip at
+    16-48 kbit/s after the level (the codec sees what the microphone sent); float32 out."""
     y = x.astype(np.float64)
     if rng.random() < 0.4:
         y = _level_dips(y, rng)
