@@ -111,3 +111,27 @@ def test_sustain_holds_one_phone_longer_and_moves_the_rest():
     assert all(a.end == pytest.approx(b.start) for a, b in zip(held, held[1:]))  # still contiguous
     assert np.abs(np.diff(out)).max() < 3 * np.abs(np.diff(audio)).max()  # spliced without clicks
 
+
+
+def test_prompt_transcripts_become_the_words_spoken():
+    from s2v.training.prompts import spoken_words
+
+    assert spoken_words("Please press 1 to mute, 42 to lock-in.") == \
+        ["please", "press", "one", "to", "mute", "forty", "two", "to", "lock", "in"]
+    assert spoken_words("[this is an error beep tone]") is None  # not speech
+    assert spoken_words("Dial 323.") is None  # "three two three" or "three hundred twenty-three": unknown
+
+
+def test_a_recorded_prompt_aligns_to_its_words():
+    from s2v.training import prompts
+
+    if not prompts.SOUNDS.is_dir():
+        pytest.skip(f"the recorded prompts come from Debian: {prompts.INSTALL}")
+    from pocketsphinx import Decoder
+
+    pcm = prompts._decode(prompts.SOUNDS / "agent-loggedoff.g722")
+    phones = prompts._align(Decoder(samprate=16000, bestpath=False, loglevel="FATAL"),
+                            prompts.spoken_words("Agent Logged off."), pcm)
+    assert [p.name for p in phones if p.name != "pau"] == ["ey", "jh", "ah", "n", "t", "l", "ao", "g", "d", "ao", "f"]
+    assert phones[-1].end == pytest.approx(len(pcm) / 16000, abs=0.05)
+    assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(phones))

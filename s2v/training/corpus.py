@@ -256,13 +256,14 @@ def synthesise_espeak(texts: list[str], variants: list[str], rates: list[int], p
     return clips
 
 
-def _save(path: Path, clips: list[Clip]) -> None:
+def save_clips(path: Path, clips: list[Clip]) -> None:
+    """Clips as one int16 audio array and a JSON index (text, length, phones): compact and quick to load."""
     audio = np.concatenate([c.audio for c in clips])
     meta = [{"voice": c.voice, "text": c.text, "n": len(c.audio), "phones": [list(p) for p in c.phones]} for c in clips]
     np.savez(path, audio=np.round(audio * 32767).astype(np.int16), meta=json.dumps(meta))
 
 
-def _load(path: Path) -> list[Clip]:
+def load_clips(path: Path) -> list[Clip]:
     data = np.load(path)
     audio = data["audio"].astype(np.float32) / 32767.0
     clips, pos = [], 0
@@ -324,7 +325,7 @@ def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> l
     digest = hashlib.sha256(json.dumps([voice, texts, prosody, variants]).encode()).hexdigest()[:12]
     path = config.cache_dir / f"{voice}-{purpose}-{count}-{digest}.npz"
     if path.exists():
-        return _load(path)
+        return load_clips(path)
     if voice == ESPEAK:
         # espeak's rate is in words per minute (175 is its default); pitch 0-100 (50 default).
         rates = [int(175 / s) for s, _, _ in prosody]
@@ -335,7 +336,7 @@ def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> l
     else:
         clips = synthesise(voice, texts, prosody, config.sentences_per_process)
     config.cache_dir.mkdir(parents=True, exist_ok=True)
-    _save(path, clips)
+    save_clips(path, clips)
     log.info("cached %d %s clips (%.1f min) in %s", len(clips), voice,
              sum(len(c.audio) for c in clips) / CONTRACT.audio.sample_rate / 60, path)
     return clips

