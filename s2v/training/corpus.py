@@ -264,6 +264,7 @@ def save_clips(path: Path, clips: list[Clip]) -> None:
 
 
 def load_clips(path: Path) -> list[Clip]:
+    """The clips `save_clips` wrote, as float32 audio."""
     data = np.load(path)
     audio = data["audio"].astype(np.float32) / 32767.0
     clips, pos = [], 0
