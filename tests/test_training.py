@@ -135,3 +135,27 @@ def test_a_recorded_prompt_aligns_to_its_words():
     assert [p.name for p in phones if p.name != "pau"] == ["ey", "jh", "ah", "n", "t", "l", "ao", "g", "d", "ao", "f"]
     assert phones[-1].end == pytest.approx(len(pcm) / 16000, abs=0.05)
     assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(phones))
+
+
+def test_prompt_clips_are_aligned_once_and_cached(tmp_path, monkeypatch):
+    import gzip
+
+    from s2v.training import prompts
+
+    if not prompts.SOUNDS.is_dir():
+        pytest.skip(f"the recorded prompts come from Debian: {prompts.INSTALL}")
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    shutil.copy(prompts.SOUNDS / "agent-loggedoff.g722", sounds)
+    transcripts = tmp_path / "core-sounds-en.txt.gz"
+    with gzip.open(transcripts, "wt") as f:
+        f.write("; a comment\nagent-loggedoff: Agent Logged off.\nbeep: [beep]\n")
+    monkeypatch.setattr(prompts, "SOUNDS", sounds)
+    monkeypatch.setattr(prompts, "TRANSCRIPTS", transcripts)
+    clips = prompts.prompt_clips(tmp_path / "cache")
+    assert [c.text for c in clips] == ["Agent Logged off."]
+    assert sorted(p.name for p in sounds.iterdir()) == ["agent-loggedoff.g722"]  # nothing written beside the sounds
+    (sounds / "agent-loggedoff.g722").unlink()  # the second call reads the cache only
+    again = prompts.prompt_clips(tmp_path / "cache")
+    assert [p.name for p in again[0].phones] == [p.name for p in clips[0].phones]
+    assert np.abs(again[0].audio - clips[0].audio).max() < 1e-4

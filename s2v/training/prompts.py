@@ -105,11 +105,11 @@ def prompt_clips(cache: Path) -> list[Clip]:
     clips: list[Clip] = []
     skipped = 0
     for key, text in sorted(_transcripts().items()):
-        words, path = spoken_words(text), SOUNDS / f"{key}.g722"
-        if words is None or not path.exists():
+        words, sound = spoken_words(text), SOUNDS / f"{key}.g722"
+        if words is None or not sound.exists():
             skipped += 1
             continue
-        pcm = _decode(path)
+        pcm = _decode(sound)
         try:  # fails on a word outside the dictionary, or audio the words cannot be fitted to
             phones = _align(decoder, words, pcm)
         except RuntimeError:
