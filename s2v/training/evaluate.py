@@ -193,19 +193,22 @@ def evaluate_file(checkpoint: Path | str | MotionNet, audio: Path, phones: Path)
     return results
 
 
+def _evaluate_speaker(net: MotionNet, name: str, clips: list[Clip]) -> dict[str, dict[str, float]]:
+    """evaluate_clips on one speaker's clips, logged under the speaker's name and amount of speech."""
+    seconds = sum(len(c.audio) for c in clips) / CONTRACT.audio.sample_rate
+    log.info("%s (%d clips, %.0f s):", name, len(clips), seconds)
+    results = evaluate_clips(net.eval(), clips)
+    _log_results(results)
+    return results
+
+
 def evaluate_human(net: MotionNet, cache: Path) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics on the recordings of people (s2v.training.recordings), per speaker and pooled over all of them."""
     by_speaker: dict[str, list[Clip]] = {}
     for recording in HUMAN_RECORDINGS:
         by_speaker.setdefault(recording.speaker, []).append(file_clip(*fetch(recording, cache)))
     groups = {**by_speaker, "all people": [c for clips in by_speaker.values() for c in clips]}
-    results = {}
-    for name, clips in groups.items():
-        seconds = sum(len(c.audio) for c in clips) / CONTRACT.audio.sample_rate
-        log.info("%s (%d recordings, %.0f s):", name, len(clips), seconds)
-        results[name] = evaluate_clips(net.eval(), clips)
-        _log_results(results[name])
-    return results
+    return {name: _evaluate_speaker(net, name, clips) for name, clips in groups.items()}
 
 
 def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip: Clip, seconds: float = 6.0) -> Path | None:
@@ -292,11 +295,7 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     if config.asterisk:
         from s2v.training.prompts import prompt_clips
 
-        clips = prompt_clips(config.corpus.cache_dir)
-        seconds = sum(len(c.audio) for c in clips) / CONTRACT.audio.sample_rate
-        log.info("Asterisk voice (%d prompts, %.0f s):", len(clips), seconds)
-        results["Asterisk voice"] = evaluate_clips(net.eval(), clips)
-        _log_results(results["Asterisk voice"])
+        results["Asterisk voice"] = _evaluate_speaker(net, "Asterisk voice", prompt_clips(config.corpus.cache_dir))
     if config.plot is not None:
         write_plot(net, config.plot, clip)
     return results
