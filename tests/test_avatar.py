@@ -51,6 +51,28 @@ def test_a_half_body_photo_becomes_a_512_avatar():
     assert set(avatar.inputs) >= {"avatar_image", "avatar_fields"}
 
 
+def test_a_tight_portrait_is_framed_inside_the_photo():
+    # 200 px around the face: at the usual face share the frame would run past every edge of the photo
+    photo = ASTRONAUT[0:200, 150:350]
+    avatar = prepare_avatar(encode(photo))
+    assert avatar.info["fit"] == "zoomed in to stay inside the photo" and avatar.info["warnings"] == []
+    # every pixel is the photo's, scaled: the frame downscaled back matches it
+    back = np.asarray(Image.fromarray(avatar.background).resize((200, 200), Image.Resampling.LANCZOS), int)
+    assert np.abs(back - photo).mean() < 6
+
+
+def test_a_photo_too_small_to_fill_the_frame_is_continued_without_streaks():
+    photo = ASTRONAUT[20:190, 170:330]  # the face would have to fill more than half the frame to stay inside
+    avatar = prepare_avatar(encode(photo))
+    assert avatar.info["fit"] == "extended beyond the photo"
+    # a replicated edge makes every row below the photo (every column left of it) alike: texture along the
+    # edge and none across it. The continuation may be soft, but not striped.
+    for strip, along in ((avatar.background[-40:], 1), (avatar.background[:, :40], 0)):
+        strip = strip.astype(float)
+        anisotropy = np.abs(np.diff(strip, axis=along)).mean() / (np.abs(np.diff(strip, axis=1 - along)).mean() + 1e-3)
+        assert anisotropy < 10
+
+
 @pytest.mark.parametrize(
     ("pad", "framing"),
     [((0, -300, 0, 0), "portrait"), ((0, 0, 0, 0), "half-body"), ((0, 700, 400, 400), "full-body")],

@@ -1,8 +1,10 @@
 """One photo -> an `Avatar`: the output frame, where the head crop goes, and the rig arrays the graph animates.
 
 The output frame follows the photo: it shows as much of it as fits the output size, centred on the face, zoomed in
-only when the face would span less than `min_face_width` of the frame and out (the border extended) when it would
-span more than `face_width`. The photo's framing (portrait, half-body, full-body) is recorded in `info`. Only a
+only when the face would span less than `min_face_width` of the frame. A face that would span more than
+`face_width` is zoomed out only as far as the photo still fills the frame (up to `fill_face_width`); beyond that the
+photo ends inside the frame, and the missing border is a mirrored, blurred continuation of the photo (a replicated
+edge pixel would streak). `info["fit"]` says which of the three happened. The photo's framing (portrait, half-body, full-body) is recorded in `info`. Only a
 square around the head (`head_crop` face widths) is rendered per frame; the rest of the frame is the still
 background, so warping cost scales with the head, not the frame.
 """
@@ -50,6 +52,8 @@ class AvatarConfig:
     size: str = field(default="", metadata={"help": "512, 480p or 720p; orientation follows the photo"})
     face_width: float = field(default=0.30, metadata={"help": "largest face width, fraction of the short side"})
     min_face_width: float = field(default=0.12, metadata={"help": "smallest face width: zoom in on smaller faces"})
+    fill_face_width: float = field(default=0.5, metadata={
+        "help": "largest face width, fraction of the short side, taken rather than run past a small photo's edge"})
     eye_line: float = field(default=0.40, metadata={"help": "eyes' height from the top where the photo leaves room"})
     # side of the rendered head square, in face widths (1.75 keeps more hair; +10 % time)
     head_crop: float = field(default=1.65, metadata={"help": "side of the animated head square, in face widths"})
@@ -160,7 +164,9 @@ def _window(lm: np.ndarray, w: int, h: int, W: int, H: int, cfg: AvatarConfig) -
     """
     fw = float(np.linalg.norm(lm[16] - lm[0]))
     side = min(W, H)
-    scale = float(np.clip(max(W / w, H / h), cfg.min_face_width * side / fw, cfg.face_width * side / fw))
+    fill = max(W / w, H / h)  # the smallest scale at which the photo covers the frame
+    largest = max(cfg.face_width * side / fw, min(fill, cfg.fill_face_width * side / fw))
+    scale = float(np.clip(fill, cfg.min_face_width * side / fw, largest))
     cx, eye_y = (lm[0, 0] + lm[16, 0]) / 2, float(lm[36:48, 1].mean())
 
     def place(want: float, span: float, size: int) -> float:  # beyond the photo only when it is too small
@@ -192,20 +198,26 @@ def _frame(
     ox, oy = int(round((ax - sx0) * k[0])), int(round((ay - sy0) * k[1]))
     pad = (max(-oy, 0), max(oy + H - img.shape[0], 0), max(-ox, 0), max(ox + W - img.shape[1], 0))
     warn = []
-    if max(pad) > 0.03 * min(W, H):  # a few replicated pixels are invisible; more is worth saying
+    if max(pad) > 0.03 * min(W, H):  # a few mirrored pixels are invisible; more is worth saying
         sides = [s for s, p in zip(("top", "bottom", "left", "right"), pad) if p]
         warn.append(f"photo ends inside the frame ({', '.join(sides)}): border extended")
     valid = cv2.copyMakeBorder(np.ones(img.shape[:2], np.uint8), *pad, cv2.BORDER_CONSTANT, value=0)
-    img = cv2.copyMakeBorder(img, *pad, cv2.BORDER_REPLICATE)
+    # mirrored, the photo continues its own textures and shading; a replicated edge pixel would streak
+    img = cv2.copyMakeBorder(img, *pad, cv2.BORDER_REFLECT_101 if _reflectable(img, pad) else cv2.BORDER_REPLICATE)
     oy, ox = oy + pad[0], ox + pad[2]
     frame = img[oy : oy + H, ox : ox + W]
-    if any(pad):  # replicated edges streak: fade them into a blur
+    if any(pad):  # ...and blurred more the further from the photo, so the mirror never shows a second face
         outside = 1 - valid[oy : oy + H, ox : ox + W]
         dist = cv2.distanceTransform(outside, cv2.DIST_L2, 5)
-        blend = np.clip(dist / (0.06 * min(W, H)), 0, 1)[..., None]
-        blurred = cv2.GaussianBlur(frame, (0, 0), 0.03 * min(W, H))
+        blend = np.clip(dist / (0.03 * min(W, H)), 0, 1)[..., None]
+        blurred = cv2.GaussianBlur(frame, (0, 0), 0.08 * min(W, H))
         frame = (frame * (1 - blend) + blurred * blend + 0.5).astype(np.uint8)
     return np.ascontiguousarray(frame), (lm_s - [ox - pad[2], oy - pad[0]]).astype(np.float32), warn
+
+
+def _reflectable(img: np.ndarray, pad: tuple[int, int, int, int]) -> bool:
+    """A mirror needs the photo to be at least as deep as the border it fills."""
+    return max(pad[0], pad[1]) < img.shape[0] and max(pad[2], pad[3]) < img.shape[1]
 
 
 def _head_box(lm: np.ndarray, W: int, H: int, cfg: AvatarConfig) -> tuple[int, int, int, int]:
@@ -237,6 +249,9 @@ def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
     W, H = cfg.frame_size(rgb.shape[1], rgb.shape[0])
     frame, lm, frame_warn = _frame(rgb, face.points, W, H, cfg)
     warn += frame_warn
+    fit = "extended beyond the photo" if frame_warn else "inside the photo"
+    if not frame_warn and float(np.linalg.norm(lm[16] - lm[0])) > cfg.face_width * min(W, H) * 1.01:
+        fit = "zoomed in to stay inside the photo"
     box = _head_box(lm, W, H, cfg)
     x0, y0, x1, y1 = box
     crop = frame[y0:y1, x0:x1]
@@ -248,6 +263,7 @@ def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
         "face_box": [round(v, 1) for v in face.box],
         "faces_found": len(faces),
         "framing": framing,
+        "fit": fit,
         "frame_size": [W, H],
         "crop_size": [y1 - y0, x1 - x0],
         "warnings": warn,
