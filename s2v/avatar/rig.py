@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RIG_VERSION = 11  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 12  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -363,8 +363,13 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
     lum_l, lum_r = (float(np.median(_luma(c))) for c in cheeks)
     light = 1 + np.clip((lum_r - lum_l) / (lum_r + lum_l + 1e-6), -0.3, 0.3) * np.clip(xn, -1, 1)
     gaps = sum(np.exp(-0.5 * ((au - k * hw_l) / 0.7) ** 2) for k in (0.0, 0.3, 0.52))  # incisors' edges
-    teeth_shade = (1 - 0.5 * np.clip(xn, -1, 1) ** 4) * (1 - 0.12 * np.clip(gaps, 0, 1)) * light
-    teeth_rgb = 255 * float(np.clip(0.45 + 0.55 * _luma(skin), 0.5, 0.92)) * np.array([1.0, 0.97, 0.9])
+    teeth_shade = (1 - 0.5 * np.clip(xn, -1, 1) ** 4) * (1 - 0.25 * np.clip(gaps, 0, 1)) * light
+    # teeth take the hue of the light on this face at a little of its saturation (a neutral grey reads cold and
+    # blue on a warm face), staying pale enough that teeth are still told from lips (`_split`)
+    skin_n = skin / max(float(skin.max()), 1e-6)
+    s_skin = float(1 - skin_n.min())
+    k = min(0.45, 0.15 / max(s_skin, 1e-6))
+    teeth_rgb = 255 * float(np.clip(0.42 + 0.5 * _luma(skin), 0.45, 0.86)) * (1 - k * (1 - skin_n))
     geometry = np.array(
         [2.0 / w, 2.0 / h, fr.c, fr.s, *teeth_rgb, *(255 * skin * [0.2, 0.09, 0.085])]
         + [*(255 * skin * [0.6, 0.36, 0.36]), hw_l, 0.0 if photo_teeth else 1.0, 0.04 * mw, 0.2 * mw],

@@ -48,6 +48,7 @@ _BLOCKS = _block_masks()
 
 
 GAP_EDGE = 1.5  # px over which the lip gap fades in: a 1 px step reads as a cut-out at 25 fps
+JAW_GAIN = 0.6  # the opening at jaw j is j * (1 + JAW_GAIN * (1 - j)): x1.4 at 0.3, x1.3 at 0.5, x1 at 1
 
 
 def _soft(x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
@@ -159,6 +160,7 @@ class WarpRenderer(nn.Module):
         The nonlinear couplings between articulations live here, so the bases themselves stay linear."""
         n = motion.shape[0]
         jaw = motion[:, _M["jaw_open"]].clamp(0.0, 1.0)
+        jaw = jaw * (1 + JAW_GAIN * (1 - jaw))  # speech lives at jaw 0.2-0.6: show it, keep the full /aa/ as is
         spread = motion[:, _M["lip_spread"]].clamp(-1.0, 1.0)
         closure = motion[:, _M["lip_closure"]].clamp(0.0, 1.0)
         tuck = motion[:, _M["lip_tuck"]].clamp(0.0, 1.0)
@@ -195,8 +197,12 @@ class WarpRenderer(nn.Module):
         o = opening.reshape(-1, 1, 1)
         lower_teeth = ((o - 0.3) / 0.7).clamp(min=0.0) * geo[_GEO["lower_teeth_px"]] * m["lower_teeth"]
         tongue = ((o - 0.15) / 0.85).clamp(min=0.0) * geo[_GEO["tongue_px"]] * m["tongue"]
-        upper_teeth = _soft(m["teeth_line"] - dist) * geo[_GEO["synthetic_teeth"]]
-        teeth = rgb("teeth") * m["teeth_shade"]
+        # a barely parted mouth shows a dark slit with the teeth's edges in it, not a band of teeth: the band
+        # grows with the opening, and the upper lip's shadow darkens the teeth under it
+        teeth_h = m["teeth_line"] * (0.35 + 0.65 * (o / 0.6).clamp(max=1.0))
+        upper_teeth = _soft(teeth_h - dist) * geo[_GEO["synthetic_teeth"]]
+        shadow = 0.6 + 0.4 * (dist / (teeth_h + 1.0)).clamp(0.0, 1.0)
+        teeth = rgb("teeth") * m["teeth_shade"] * shadow
         # dark cavity, lit red just inside the lips and fading into the throat
         col = rgb("cavity") * (m["cavity_shade"] * (1 + 1.6 * torch.exp(-edge / 3.0)))
         tongue_col = rgb("tongue") * (m["cavity_shade"] * (1 - 0.5 * (over_lip / (tongue + 1)).clamp(0.0, 1.0)))
