@@ -193,11 +193,20 @@ def test_a_profile_is_refused(monkeypatch, astronaut_face):
     """dlib's frontal detector seldom finds a true profile at all (then: no face); when it does, the nose sits near
     one edge of the face. Simulated on the real landmarks, nose and mouth slid towards one ear."""
     points = astronaut_face.points.copy()
-    points[27:68] += [0.35 * astronaut_face.width, 0.0]
+    points[27:68] += [0.55 * astronaut_face.width, 0.0]
     profile = Face(astronaut_face.box, astronaut_face.score, points)
     monkeypatch.setattr(prepare_module, "find_faces", lambda rgb: [profile])
     with pytest.raises(AvatarError, match="profile"):
         prepare_avatar(encode(ASTRONAUT))
+
+
+def test_a_head_turned_30_degrees_is_accepted(monkeypatch, astronaut_face):
+    """A three-quarter view puts the nose about a third of a face width off the centre: still a face to animate."""
+    points = astronaut_face.points.copy()
+    points[27:68] += [0.33 * astronaut_face.width, 0.0]
+    turned = Face(astronaut_face.box, astronaut_face.score, points)
+    monkeypatch.setattr(prepare_module, "find_faces", lambda rgb: [turned])
+    assert prepare_avatar(encode(ASTRONAUT)).info["faces_found"] == 1
 
 
 def test_the_store_reuses_a_prepared_photo(tmp_path):

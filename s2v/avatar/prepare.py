@@ -32,7 +32,7 @@ MAX_BYTES = 30 * 1024 * 1024
 WORK_MAX_SIDE = 4096  # larger photos are downscaled first: more pixels add nothing at these output sizes
 MAX_DECODE_PIXELS = 50_000_000  # refused beyond this once JPEG's reduced-scale decoding is counted (~150 MB RGB)
 MIN_FACE_PX = 64
-MAX_NOSE_OFFSET = 0.3  # nose tip this far off the face's centre (in face widths) is a profile, not a turned head
+MAX_NOSE_OFFSET = 0.45  # nose tip this far off the face's centre (in face widths) is a profile; ~30 degrees is 0.33
 
 # Named output sizes: (long side, short side). The long side follows the photo's orientation; a square photo
 # gives a landscape frame.
