@@ -186,3 +186,25 @@ def test_rest_pose_is_the_photo(renderer, smiling):
     x0, y0, x1, y1 = avatar.box
     rest = rendered(renderer, avatar, {})[0]
     assert np.abs(rest.astype(int) - avatar.background[y0:y1, x0:x1]).max() <= 1
+
+
+@pytest.mark.parametrize("which", ["smiling", "closed_mouth"])
+def test_a_full_aa_parts_the_lips_by_a_third_of_the_mouth_width(renderer, which, request):
+    """Read back by dlib on the rendered frame, as a viewer's eye would: a natural /aa/ is 0.35-0.5."""
+    avatar, _ = request.getfixturevalue(which)
+    lm = find_faces(rendered(renderer, avatar, {"jaw_open": 1.0, "speech": 1.0})[0])[0].points
+    gap = np.mean([np.linalg.norm(lm[a] - lm[b]) for a, b in ((61, 67), (62, 66), (63, 65))])
+    assert gap > np.linalg.norm(lm[54] - lm[48]) / 3
+
+
+def test_a_head_turn_moves_the_near_side_of_the_face_more_than_the_far_side(renderer, smiling):
+    """Depth: turning, the nose (near) travels further than the cheeks at the face's edges (far)."""
+    avatar, lm = smiling
+    fields = avatar.inputs["avatar_fields"]  # [1 + K, H, W, 2]: the rest grid, then each basis in grid units
+    yaw = fields[1, ..., 0] * fields.shape[2] / 2  # px of sideways shift per radian
+    at = lambda p: abs(float(yaw[int(round(p[1])), int(round(p[0]))]))  # noqa: E731
+    nose, cheeks = at(lm[30]), max(at(lm[1]), at(lm[15]))
+    assert nose > 1.5 * cheeks > 0, (nose, cheeks)
+    turned = rendered(renderer, avatar, {"head_yaw": 0.15})[0]
+    moved = find_faces(turned)[0].points - lm
+    assert abs(moved[30, 0]) > abs(moved[[1, 15], 0]).max() + 1.0, moved[[1, 15, 30]]

