@@ -1,9 +1,10 @@
 """Rebuild the README's review images from the shipped graph: `python docs/make_sheets.py`.
 
-Three framings of scikit-image's astronaut (a tight portrait crop whose frame runs past the photo, the whole
-half-body photo, and the photo small on a wide blurred canvas at 720p), the built-in avatar's sheet, and the
-built-in avatar speaking the recordings of real people `s2v eval --human` marks for a sheet
-(fetched with pip).
+Three framings of scikit-image's astronaut (a tight portrait crop, zoomed in to stay inside the photo, the whole
+half-body photo, and the photo small on a wide blurred canvas at 720p), the built-in avatar's sheet, the
+built-in avatar speaking the recordings of real people `s2v eval --human` marks for a sheet, and for each
+photo `s2v eval --pixels` measures on (s2v.training.photos) a sheet and a short MP4 of it reading a LibriVox
+sentence (photos and recordings fetched with pip).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from skimage import data
 
 from s2v.avatar import AvatarConfig, AvatarStore, prepare_avatar
 from s2v.render.graph import GraphRenderer
+from s2v.offline import render_file
 from s2v.review import contact_sheet, render_phone_sheet
 from s2v.runtime.model import ExportedModel, ModelConfig
 from s2v.training.corpus import CorpusConfig
+from s2v.training.photos import EVAL_PHOTOS
+from s2v.training.photos import fetch as fetch_photo
 from s2v.training.recordings import HUMAN_RECORDINGS, fetch
 
 DOCS = Path(__file__).resolve().parent
@@ -56,13 +60,21 @@ def main() -> None:
     contact_sheet(renderer, builtin, DOCS / "contact_sheet.png")
     print("wrote", DOCS / "contact_sheet.png")
     model = ExportedModel(ModelConfig(device="cpu"))
+    cache = CorpusConfig().cache_dir.parent
     for recording in (r for r in HUMAN_RECORDINGS if r.sheet):
-        wav, phones = fetch(recording, CorpusConfig().cache_dir.parent)
+        wav, phones = fetch(recording, cache)
         out = DOCS / f"phone_sheet_{wav.stem}.png"
         with tempfile.TemporaryDirectory() as tmp:
             render_phone_sheet(model, builtin, wav, phones, Path(tmp) / "talk.mp4", out,
                                title=recording.name.split(":")[0])
         print("wrote", out)
+    reading, _ = fetch(next(r for r in HUMAN_RECORDINGS if r.sheet and "LibriVox" in r.speaker), cache)
+    for photo in EVAL_PHOTOS:
+        avatar = prepare_avatar(fetch_photo(photo, cache).read_bytes())
+        title = f"{photo.name}, {avatar.info['framing']}"
+        contact_sheet(renderer, avatar, DOCS / f"sheet_{photo.name}.png", title=title)
+        render_file(model, avatar, reading, DOCS / "talk" / f"{photo.name}.mp4", crf=30)
+        print("wrote", DOCS / f"sheet_{photo.name}.png", DOCS / "talk" / f"{photo.name}.mp4")
 
 
 if __name__ == "__main__":

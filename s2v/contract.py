@@ -51,6 +51,8 @@ CONTROL_CHANNELS: tuple[str, ...] = (
     "head_pitch",  # radians, + nods the face down
     "head_roll",  # radians, + tilts clockwise in the image
     "blink",  # 0 eyes open .. 1 eyelids shut
+    "gaze_x",  # -1 .. 1 of the irises' travel, + towards image right
+    "gaze_y",  # -1 .. 1, + down
 )
 
 

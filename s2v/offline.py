@@ -42,10 +42,10 @@ class RenderConfig:
 
 
 def render_file(model: ExportedModel, avatar: Avatar, audio_path: Path, output: Path, *, prompt: str = "",
-                batch: int = 8, seed: int = 0,
+                batch: int = 8, seed: int = 0, crf: int = 20,
                 on_frame: Callable[[AvatarFrame], None] | None = None) -> dict[str, float]:
-    """Render `audio_path` spoken by `avatar` into `output`, showing each frame to `on_frame` too; returns
-    timing numbers."""
+    """Render `audio_path` spoken by `avatar` into `output` (H.264 at quality `crf`), showing each frame to
+    `on_frame` too; returns timing numbers."""
     pcm16 = read_audio(audio_path, model.contract.audio.sample_rate)
     pcm_out = read_audio(audio_path, AUDIO_RATE)
     generator = StreamingGenerator(model, avatar, idle=IdleConfig(seed=seed), max_batch=batch)
@@ -59,7 +59,7 @@ def render_file(model: ExportedModel, avatar: Avatar, audio_path: Path, output: 
         height, width = avatar.background.shape[:2]
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": "20", "preset": "veryfast"}
+        video.options = {"crf": str(crf), "preset": "veryfast"}
         audio = container.add_stream("aac", rate=AUDIO_RATE)
         audio.layout = "mono"
         generator.push_audio(pcm16)

@@ -208,3 +208,21 @@ def test_a_head_turn_moves_the_near_side_of_the_face_more_than_the_far_side(rend
     turned = rendered(renderer, avatar, {"head_yaw": 0.15})[0]
     moved = find_faces(turned)[0].points - lm
     assert abs(moved[30, 0]) > abs(moved[[1, 15], 0]).max() + 1.0, moved[[1, 15, 30]]
+
+
+def test_gaze_moves_the_irises_and_leaves_the_lids(renderer, smiling):
+    avatar, lm = smiling
+    rest, right, left = rendered(renderer, avatar, {}, {"gaze_x": 0.6}, {"gaze_x": -0.6})
+    for eye in (lm[36:42], lm[42:48]):
+        inside = polygon_mask(rest.shape, eye)
+        ys, xs = np.nonzero(inside)
+
+        def iris_x(crop: np.ndarray) -> float:  # centroid of the eye's dark pixels
+            dark = luma(crop)[ys, xs] < 0.6 * np.median(luma(rest)[ys, xs])
+            return float(xs[dark].mean())
+
+        width = np.ptp(eye[:, 0])
+        assert iris_x(right) - iris_x(rest) > 0.03 * width and iris_x(left) - iris_x(rest) < -0.03 * width
+        # the brow and the skin above the upper lid do not move
+        above = polygon_mask(rest.shape, np.concatenate([eye[0:4] - [0, 0.5 * width], eye[3::-1] - [0, 0.1 * width]]))
+        assert np.abs(right.astype(int) - rest)[above].max() <= 2

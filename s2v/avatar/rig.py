@@ -27,7 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RIG_VERSION = 12  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+from s2v.avatar.eyes import eyelids, irises
+from s2v.avatar.face_geometry import FaceFrame, box_of, interp, ramp
+
+RIG_VERSION = 15  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -41,6 +44,8 @@ FIELD_NAMES: tuple[str, ...] = (
     "jaw_lower_lip",  # the lower lip's own share of `jaw`, subtracted when the lips must stay closed
     "lip_close_lower",  # lower lip up to the split line
     "lip_tuck",  # lower lip up under the upper teeth (f, v)
+    "gaze_x",  # irises sideways, inside the eye opening (the lids and the eye corners stay)
+    "gaze_y",  # irises up or down
 )
 HEAD_FIELDS = slice(0, 3)
 UPPER_FIELDS = slice(3, 5)  # act above S only
@@ -102,17 +107,6 @@ class Rig:
     info: dict
 
 
-def _ramp(e0: float | np.ndarray, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Smoothstep from 0 at e0 to 1 at e1 (either order)."""
-    t = np.clip((x - e0) / (e1 - e0 + 1e-9), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _interp(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    order = np.argsort(xs)
-    return np.interp(x, xs[order], ys[order])
-
-
 def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114])
 
@@ -122,37 +116,6 @@ def _patch(img: np.ndarray, p: np.ndarray, r: float) -> np.ndarray:
     x0, x1 = int(max(p[0] - r, 0)), int(min(p[0] + r + 1, w))
     y0, y1 = int(max(p[1] - r, 0)), int(min(p[1] + r + 1, h))
     return img[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64) / 255
-
-
-def _box(mask: np.ndarray) -> np.ndarray:
-    """The bounding rectangle of a mask, as a mask."""
-    out = np.zeros_like(mask)
-    ys, xs = np.nonzero(mask)
-    if ys.size:
-        out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
-    return out
-
-
-class _Frame:
-    """Face-aligned coordinates (u along the eyes, v down the face) around an origin, over the crop grid."""
-
-    def __init__(self, angle: float, h: int, w: int):
-        self.c, self.s = float(np.cos(angle)), float(np.sin(angle))
-        self.y, self.x = np.mgrid[0:h, 0:w].astype(np.float64)
-
-    def uv(self, o: np.ndarray, pts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        x, y = (self.x, self.y) if pts is None else (pts[..., 0], pts[..., 1])
-        dx, dy = x - o[0], y - o[1]
-        return dx * self.c + dy * self.s, -dx * self.s + dy * self.c
-
-    def to_xy(self, du: np.ndarray | float, dv: np.ndarray | float) -> np.ndarray:
-        """Face-frame vectors -> image (x, y), stacked [2, H, W]."""
-        du, dv = du + 0 * self.x, dv + 0 * self.x
-        return np.stack([du * self.c - dv * self.s, du * self.s + dv * self.c])
-
-    def grad(self, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Image gradient (d/dx, d/dy) of v - f(u), given f'(u)."""
-        return -self.s - slope * self.c, self.c - slope * self.s
 
 
 def _lip_line(quad: np.ndarray, u: np.ndarray, u0: float, u1: float, tau: float) -> tuple[np.ndarray, ...]:
@@ -177,7 +140,7 @@ def _saturation(rgb: np.ndarray) -> np.ndarray:
     return (rgb.max(-1) - rgb.min(-1)) / np.maximum(rgb.max(-1), 1e-6)
 
 
-def _split(img: np.ndarray, lm: np.ndarray, fr: _Frame, skin: np.ndarray) -> tuple[float, bool, bool]:
+def _split(img: np.ndarray, lm: np.ndarray, fr: FaceFrame, skin: np.ndarray) -> tuple[float, bool, bool]:
     """Where between the inner lips the mouth splits (0 upper lip .. 1 lower lip), whether the photo's mouth is
     open at all (landmarks on closed lips often leave a few pixels between them), and whether it shows upper teeth
     above the split.
@@ -209,7 +172,7 @@ def _split(img: np.ndarray, lm: np.ndarray, fr: _Frame, skin: np.ndarray) -> tup
     return t_split, dark_gap or teeth, teeth
 
 
-def _head(fr: _Frame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
+def _head(fr: FaceFrame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
     """Depth of each pixel in front of the neck (px), for yaw and pitch, and the roll field (per radian).
 
     The head is a flattened ellipsoid plus a nose: turning it slides the face sideways inside a silhouette that
@@ -222,45 +185,8 @@ def _head(fr: _Frame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray
     un, vn = fr.uv((lm[29] + lm[30]) / 2)
     depth += 0.16 * fw * np.exp(-0.5 * ((un / (0.07 * fw)) ** 2 + (vn / (0.12 * fw)) ** 2))
     pivot = lm[8] + 0.1 * fw * np.array([-fr.s, fr.c])
-    roll = np.stack([-(fr.y - pivot[1]), fr.x - pivot[0]]) * (1 - _ramp(0.9, 1.15, r))
+    roll = np.stack([-(fr.y - pivot[1]), fr.x - pivot[0]]) * (1 - ramp(0.9, 1.15, r))
     return depth, roll
-
-
-def _eyelids(
-    fr: _Frame, P: np.ndarray, U: np.ndarray, V: np.ndarray, fw: float
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Eyelid maps (see EYE_MAP_NAMES) in a box around each eye, and the union of the boxes.
-
-    Lid curves are parabolas through the lid landmarks (P, in the face frame of U, V). The closing travel is the
-    eye's opening, widened towards the corners and carried a little past the lower lid so a shut eye shows no
-    white; the lid skin that unfolds over the eye starts at a crease above the margin, short of the brow."""
-    lid = {k: np.zeros_like(U) for k in ("dist", "dx", "dy", "height", "crease")}
-    boxes = np.zeros_like(U, bool)
-    mid_u = (P[36:42, 0].mean() + P[42:48, 0].mean()) / 2
-    for upper, lower, brow, side in (
-        ([36, 37, 38, 39], [36, 41, 40, 39], [17, 18, 19, 20, 21], U < mid_u),
-        ([42, 43, 44, 45], [42, 47, 46, 45], [22, 23, 24, 25, 26], U >= mid_u),
-    ):
-        pu, pv = P[upper, 0], P[upper, 1]
-        e0, e1 = float(min(pu[0], pu[-1])), float(max(pu[0], pu[-1]))
-        cu, cl = np.polyfit(pu, pv, 2), np.polyfit(P[lower, 0], P[lower, 1], 2)
-        ucl = np.clip(U, e0, e1)
-        v_up = np.polyval(cu, ucl)
-        height = np.maximum(np.polyval(cl, ucl) - v_up, 0.0)
-        across = np.clip(1 - ((2 * U - e0 - e1) / (e1 - e0)) ** 2, 0, 1)
-        height = np.maximum(height, height.max() * np.sqrt(across))
-        height = (height * 1.3 + 2.0) * _ramp(e0, e0 + 1.5, U) * _ramp(e1, e1 - 1.5, U)
-        h_max = float(height.max())
-        brow_gap = float(np.mean(pv[1:3]) - np.mean(P[brow, 1]))
-        crease = float(np.clip(1.1 * h_max, 2.0, 0.6 * brow_gap))
-        e = V - v_up
-        reach = 0.06 * fw  # how far head motion can carry the eye
-        box = _box(side & (U > e0 - reach) & (U < e1 + reach) & (e > -crease - reach) & (e < h_max + reach))
-        boxes |= box
-        gx, gy = fr.grad(np.where((U > e0) & (U < e1), np.polyval(np.polyder(cu), ucl), 0.0))
-        for key, value in (("dist", e), ("dx", gx), ("dy", gy), ("height", height), ("crease", crease)):
-            lid[key] = np.where(box, value, lid[key])
-    return lid, boxes
 
 
 def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
@@ -269,11 +195,11 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
     h, w = img.shape[:2]
     lm = lm.astype(np.float64)
     eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
-    fr = _Frame(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
+    fr = FaceFrame(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
     fw = float(np.linalg.norm(lm[16] - lm[0]))  # face width at the ears
     margin = 0.08 * fw  # how far head motion can shift the mouth: its window reaches this far around the lips
     border = np.minimum.reduce([fr.x, fr.y, w - 1 - fr.x, h - 1 - fr.y])
-    taper = _ramp(2.0, 2.0 + 0.07 * min(h, w), border)  # every field is exactly 0 on the crop's rim
+    taper = ramp(2.0, 2.0 + 0.07 * min(h, w), border)  # every field is exactly 0 on the crop's rim
 
     # ---- mouth geometry in the face frame, origin between the outer mouth corners
     o = (lm[48] + lm[54]) / 2
@@ -297,8 +223,8 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
     Dx, Dy = fr.grad(dS)
     S0 = float(np.polyval(quad, uc))
     inside = (U > ui0) & (U < ui1) & photo_open  # closed lips have nothing to close
-    h_up = np.where(inside, np.maximum(S - _interp(U, P[up_idx, 0], P[up_idx, 1]), 0.0), 0.0)
-    h_lo = np.where(inside, np.maximum(_interp(U, P[lo_idx, 0], P[lo_idx, 1]) - S, 0.0), 0.0)
+    h_up = np.where(inside, np.maximum(S - interp(U, P[up_idx, 0], P[up_idx, 1]), 0.0), 0.0)
+    h_lo = np.where(inside, np.maximum(interp(U, P[lo_idx, 0], P[lo_idx, 1]) - S, 0.0), 0.0)
 
     au = np.abs(U - uc)
     xn = (U - uc) / hw_l
@@ -308,18 +234,18 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
     d_bot = max(float(P[57, 1]) - S0, 2.0)  # split to the bottom of the lower lip
     d_chin = max(float(P[8, 1]) - S0, d_bot + 4.0)
     ext = 0.07 * fw  # each lip's bases reach this far across S, for pixels the head motion carries over
-    f_up = _ramp(-d_nose, -d_top, D) * _ramp(2 * ext, ext, D)  # upper lip moves rigidly, the philtrum absorbs it
-    t_chin = _ramp(d_bot, d_chin, D)  # 0 on the lower lip, 1 at the chin
-    low_part = (1 - t_chin) * _ramp(-2 * ext, -ext, D)
+    f_up = ramp(-d_nose, -d_top, D) * ramp(2 * ext, ext, D)  # upper lip moves rigidly, the philtrum absorbs it
+    t_chin = ramp(d_bot, d_chin, D)  # 0 on the lower lip, 1 at the chin
+    low_part = (1 - t_chin) * ramp(-2 * ext, -ext, D)
 
     jaw_amp = 0.16 * fw
     uj = (P[5, 0] + P[11, 0]) / 2
     hj = max((P[11, 0] - P[5, 0]) / 2, hw)
-    chin_w = 1 - _ramp(0.55 * hj, 1.1 * hj, np.abs(U - uj))
+    chin_w = 1 - ramp(0.55 * hj, 1.1 * hj, np.abs(U - uj))
     jaw_idx = list(range(3, 14))
-    v_jaw = _interp(U, P[jaw_idx, 0], P[jaw_idx, 1])
-    neck = 1 - _ramp(v_jaw, v_jaw + max(1.6 * jaw_amp, 0.2 * fw), V)
-    jaw = jaw_amp * (lens + t_chin * (1.15 * chin_w - lens)) * neck * _ramp(-2 * ext, -ext, D)
+    v_jaw = interp(U, P[jaw_idx, 0], P[jaw_idx, 1])
+    neck = 1 - ramp(v_jaw, v_jaw + max(1.6 * jaw_amp, 0.2 * fw), V)
+    jaw = jaw_amp * (lens + t_chin * (1.15 * chin_w - lens)) * neck * ramp(-2 * ext, -ext, D)
 
     raise_amp = float(np.clip(0.6 * (P[51, 1] - P[33, 1]), 1.0, 0.045 * fw))
     if photo_teeth:  # the lift would carry the photo's teeth with the lip: keep it a hint
@@ -329,14 +255,14 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
     # closing a smile brings the upper lip down by its teeth's height: the lip itself stretches with the philtrum,
     # from the nose base (which stays) to the lip's edge, so no row folds over another
     h_edge = min(float((h_up + press).max()), d_nose - 2.0)
-    f_close = _ramp(-d_nose, -h_edge, D) * _ramp(2 * ext, ext, D)
-    lip_lo = max(float(P[57, 1] - _interp(np.array([uc]), P[lo_idx, 0], P[lo_idx, 1])[0]), 2.0)
+    f_close = ramp(-d_nose, -h_edge, D) * ramp(2 * ext, ext, D)
+    lip_lo = max(float(P[57, 1] - interp(np.array([uc]), P[lo_idx, 0], P[lo_idx, 1])[0]), 2.0)
 
     # spread widens around the mouth centre, thins the lips towards S and lifts the corners; pucker narrows the
     # mouth and fills the lips out
     su_shape = np.where(au < hw, U - uc, np.sign(U - uc) * hw * np.exp(-(((au - hw) / (0.9 * hw)) ** 2)))
-    win_v = _ramp(-d_nose, -d_top, D) * (1 - _ramp(d_bot, d_chin, D))
-    lip_win = _ramp(-1.8 * d_top, -d_top, D) * (1 - _ramp(d_bot, 1.8 * d_bot, D)) * (1 - _ramp(0.8 * hw, 1.2 * hw, au))
+    win_v = ramp(-d_nose, -d_top, D) * (1 - ramp(d_bot, d_chin, D))
+    lip_win = ramp(-1.8 * d_top, -d_top, D) * (1 - ramp(d_bot, 1.8 * d_bot, D)) * (1 - ramp(0.8 * hw, 1.2 * hw, au))
     corner = np.minimum((au / hw) ** 2, 1) * np.exp(-((np.maximum(au - hw, 0) / (0.8 * hw)) ** 2))
 
     depth, roll = _head(fr, lm, fw)
@@ -353,13 +279,14 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         fr.to_xy(0.0, jaw_amp * lens * low_part),
         fr.to_xy(0.0, -(h_lo + press) * low_part),
         fr.to_xy(0.0, -(h_lo + 0.35 * lip_lo * lens) * low_part),
+        *irises(fr, P, U, V),
     ]
     fields = -np.stack(forward) * taper  # backward offsets, 0 on the rim
 
-    lid, eye_boxes = _eyelids(fr, P, U, V, fw)
+    lid, eye_boxes = eyelids(fr, P, U, V, fw)
 
     # ---- mouth interior, lit like this face
-    mouth_box = _box((au < hw_l + margin) & (D > -d_top - margin) & (D < 1.15 * jaw_amp + margin))
+    mouth_box = box_of((au < hw_l + margin) & (D > -d_top - margin) & (D < 1.15 * jaw_amp + margin))
     lum_l, lum_r = (float(np.median(_luma(c))) for c in cheeks)
     light = 1 + np.clip((lum_r - lum_l) / (lum_r + lum_l + 1e-6), -0.3, 0.3) * np.clip(xn, -1, 1)
     gaps = sum(np.exp(-0.5 * ((au - k * hw_l) / 0.7) ** 2) for k in (0.0, 0.3, 0.52))  # incisors' edges
@@ -396,7 +323,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         U - uc,
         mw * (0.09 - 0.11 * np.clip(xn**2, 0, 1.5)),
         teeth_shade,
-        1 - _ramp(0.3 * hw_l, 0.6 * hw_l, au),
+        1 - ramp(0.3 * hw_l, 0.6 * hw_l, au),
         np.sqrt(np.clip(1 - (xn / 0.8) ** 2, 0, 1)),
         (1 - 0.6 * np.clip(xn**2, 0, 1)) * light,
     ]

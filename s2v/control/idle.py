@@ -66,6 +66,9 @@ class IdleConfig:
     blink_close_s: float = 0.08
     blink_open_s: float = 0.16
     follow_s: float = 0.6  # time constant with which a new prompt takes over
+    gaze_interval_s: tuple[float, float] = (1.0, 3.5)  # between glances
+    gaze_x: float = 0.5  # fraction of the irises' travel a glance may take, half of it while speaking
+    gaze_y: float = 0.3
 
 
 class MotionController:
@@ -83,6 +86,10 @@ class MotionController:
         self._activity = 0.0
         self._next_blink = self._draw_blink_gap()
         self._blink_start = -(10**9)
+        self._gaze_rng = np.random.default_rng(self.config.seed + 1)  # its own draws: blinks stay as they were
+        self._gaze = np.zeros(2)
+        self._gaze_target = np.zeros(2)
+        self._next_glance = 0
 
     @staticmethod
     def _as_vector(style: MotionStyle) -> list[float]:
@@ -130,5 +137,19 @@ class MotionController:
                 self._blink_start = frame
                 self._next_blink = frame + self._draw_blink_gap()
             out[row, 3] = self._blink(frame)
+            out[row, 4:6] = self._glance(frame)
             self._frame += 1
         return out
+
+    def _glance(self, frame: int) -> np.ndarray:
+        """Gaze: fixations held for a second or more, joined by saccades of a frame or two; mostly towards the
+        viewer, and more so while speaking."""
+        cfg = self.config
+        if frame >= self._next_glance:
+            low, high = cfg.gaze_interval_s
+            self._next_glance = frame + int(self._gaze_rng.uniform(low, high) * cfg.fps)
+            reach = np.array([cfg.gaze_x, cfg.gaze_y]) * (1.0 - 0.5 * min(self._activity * 2, 1.0))
+            away = self._gaze_rng.random() < 0.6
+            self._gaze_target = self._gaze_rng.uniform(-1, 1, 2) * reach if away else np.zeros(2)
+        self._gaze += 0.6 * (self._gaze_target - self._gaze)
+        return self._gaze
