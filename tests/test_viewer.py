@@ -61,3 +61,13 @@ def test_both_detectors_read_the_opening_grow_with_the_jaw(avatar, frames):
     assert dlib[-1] > 0.3, dlib  # a full /aa/ parts the lips by a third of the eye distance
     assert readings[4].opening < readings[0].opening  # the smiling photo's lips meet over its teeth
     assert max(r.identity for r in readings) < 0.6  # dlib's "same person"
+
+
+def test_an_evaluation_photo_is_fetched_once_and_becomes_an_avatar(tmp_path):
+    from s2v.avatar import prepare_avatar
+    from s2v.training.photos import EVAL_PHOTOS, fetch
+
+    coelho = next(p for p in EVAL_PHOTOS if p.name == "coelho")  # the smallest archive, and a turned head
+    path = fetch(coelho, tmp_path)
+    assert path == fetch(coelho, tmp_path) and path.stat().st_size > 10_000
+    assert prepare_avatar(path.read_bytes()).info["faces_found"] == 1

