@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 1280  # HOG cost grows with pixels; faces that matter are well above its 40-80 px minimum here
 MIN_SCORE = 0.3  # HOG margin: real faces score ~1 here; patterns like the astronaut's suit badge score under 0.2
-_lock = threading.Lock()  # dlib objects are not documented as thread-safe
+DLIB_LOCK = threading.Lock()  # dlib objects are not documented as thread-safe: hold it around every call
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Face:
         return float(np.linalg.norm(self.points[16] - self.points[0]))
 
 
-def _model_path(name: str) -> Path:
+def model_path(name: str) -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("face_recognition_models is not installed (pip install face-recognition-models)")
@@ -44,11 +44,11 @@ def _model_path(name: str) -> Path:
 
 
 @lru_cache(maxsize=1)
-def _models():  # type: ignore[no-untyped-def]
+def dlib_models():  # type: ignore[no-untyped-def]
     import dlib
 
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(_model_path("shape_predictor_68_face_landmarks.dat")))
+    predictor = dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
     return detector, predictor
 
 
@@ -60,7 +60,7 @@ def find_faces(rgb: np.ndarray) -> list[Face]:
     """
     import dlib
 
-    detector, predictor = _models()
+    detector, predictor = dlib_models()
     h, w = rgb.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
     small = rgb
@@ -69,7 +69,7 @@ def find_faces(rgb: np.ndarray) -> list[Face]:
 
         small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     small = np.ascontiguousarray(small)
-    with _lock:
+    with DLIB_LOCK:
         rects, scores, _ = detector.run(small, 0, MIN_SCORE)
         if not rects:
             rects, scores, _ = detector.run(small, 1, MIN_SCORE)

@@ -1,9 +1,10 @@
 """Lip-sync as a viewer sees it: measured from the pixels of rendered video, not from the motion channels.
 
 A recording is spoken by a photo through the streaming generator (the server's path), and every frame is looked
-at again with a landmark detector: dlib's 68 points, found afresh in each frame (the rig reads the photo's
-landmarks once; it never sees the frames). From the points come the inner-lip opening and the mouth width, both
-in units of the distance between the eye centres, so faces of any size compare. Those curves are scored against
+at again with two landmark detectors: dlib's 68 points, found afresh in each frame (the rig reads the photo's
+landmarks once; it never sees the frames), and MediaPipe's FaceMesh, another network with other habits, as a
+second opinion. From the points come the inner-lip opening and the mouth width, both in units of the distance
+between the eye centres, so faces of any size compare. Those curves are scored against
 what the phones say the mouth does (`motion_targets`) and against the model's own mouth output on the same
 frames, which says whether the picture shows the motion at all. dlib's face-recognition embedding of each frame
 against the photo says whether the person is still the same person (under 0.6 is dlib's "same person").
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from s2v.avatar import Avatar
-from s2v.avatar.landmarks import _lock, _model_path, _models
+from s2v.avatar.landmarks import DLIB_LOCK, dlib_models, model_path
 from s2v.contract import MOTION_CHANNELS
 from s2v.control.idle import IdleConfig
 from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 JAW, CLOSURE, TUCK = (MOTION_CHANNELS.index(c) for c in ("jaw_open", "lip_closure", "lip_tuck"))
 OPEN_VOWELS = frozenset(("aa", "ae", "ah", "ao", "aw", "ay", "eh", "ey"))
+ROUNDED = frozenset(("uw", "w", "ow"))
 CLOSED_BELOW = 0.04  # inner-lip gap / eye distance: lips that touch (dlib's inner points rarely meet exactly)
 OPEN_ABOVE = 0.10  # ... a gap a viewer reads as an open mouth (a natural /aa/ is about 0.3)
 IDENTITY_EVERY = 5  # frames between identity checks (the embedding costs more than the landmarks)
@@ -61,7 +63,7 @@ class FaceReader:
 
         self._dlib = dlib
         self._mesh = FaceMesh(cache)
-        self._encoder = dlib.face_recognition_model_v1(str(_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+        self._encoder = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
         self._box: tuple[int, int, int, int] | None = None
         first = self._points(photo, detect_whole=True)
         if first is None:
@@ -86,10 +88,10 @@ class FaceReader:
         self._mesh.reset()
 
     def _points(self, rgb: np.ndarray, detect_whole: bool = False):  # -> dlib.full_object_detection | None
-        detector, predictor = _models()
+        detector, predictor = dlib_models()
         h, w = rgb.shape[:2]
-        x0, y0, x1, y1 = (0, 0, w, h) if detect_whole or self._box is None else self._search_area(w, h)
-        with _lock:
+        x0, y0, x1, y1 = (0, 0, w, h) if detect_whole or self._box is None else _around(self._box, w, h)
+        with DLIB_LOCK:
             rects, _, _ = detector.run(np.ascontiguousarray(rgb[y0:y1, x0:x1]), 1 if detect_whole else 0, 0.0)
             if rects:
                 r = max(rects, key=lambda r: r.area())
@@ -98,15 +100,16 @@ class FaceReader:
                 return None
             return predictor(np.ascontiguousarray(rgb), self._dlib.rectangle(*self._box))
 
-    def _search_area(self, w: int, h: int) -> tuple[int, int, int, int]:
-        assert self._box is not None
-        x0, y0, x1, y1 = self._box
-        m = (x1 - x0) // 2
-        return max(x0 - m, 0), max(y0 - m, 0), min(x1 + m, w), min(y1 + m, h)
-
     def _embed(self, rgb: np.ndarray, shape) -> np.ndarray:
-        with _lock:
+        with DLIB_LOCK:
             return np.array(self._encoder.compute_face_descriptor(np.ascontiguousarray(rgb), shape))
+
+
+def _around(box: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
+    """The last face's box grown by half its size on each side, inside the frame: where to look next."""
+    x0, y0, x1, y1 = box
+    m = (x1 - x0) // 2
+    return max(x0 - m, 0), max(y0 - m, 0), min(x1 + m, w), min(y1 + m, h)
 
 
 def _mesh_opening(points: np.ndarray | None) -> float:
@@ -182,7 +185,8 @@ def score(clips: list[Watched], fps: int) -> dict[str, float]:
     visible_vs_model_r: does the picture show the model's mouth output; visible_vs_speech_r (over speech frames)
     and _whole_r (whole clips): does it follow the phones; lag: the shift of the visible opening that best
     follows the phones (positive: late); pbm_closed: fraction of p/b/m frames, open_vowels_open: of the frames
-    in the core of open vowels;
+    in the core of open vowels; rounded_width: the mouth's width in the core of /uw w ow/ over its width in the
+    other speech frames (under 1 is narrower);
     silence_opening_sd: movement in silence; identity_worst: the largest embedding distance to the photo."""
     seen, model_open, ref, names, cores, ids = [], [], [], [], [], []
     for c in clips:
@@ -198,6 +202,8 @@ def score(clips: list[Watched], fps: int) -> dict[str, float]:
     speech = np.array([n not in SILENCE_PHONES for n in nm])
     pbm = np.array([n in BILABIAL_PHONES for n in nm])
     vowels = np.array([n in OPEN_VOWELS for n in nm]) & inner
+    rounded = np.array([n in ROUNDED for n in nm]) & inner
+    width = np.concatenate([c.width for c in clips])
     lags = range(-MAX_LAG, MAX_LAG + 1)
     lag_r = [_corr(np.concatenate([s[max(k, 0) : len(s) + min(k, 0)] for s in seen]),
                    np.concatenate([q[max(-k, 0) : len(q) + min(-k, 0)] for q in ref])) for k in lags]
@@ -214,6 +220,9 @@ def score(clips: list[Watched], fps: int) -> dict[str, float]:
         "pbm_closed": float(np.mean(o[pbm & found] < CLOSED_BELOW)) if (pbm & found).any() else float("nan"),
         "open_vowels_open": float(np.mean(o[vowels & found] > OPEN_ABOVE)) if (vowels & found).any() else float("nan"),
         "opening_p95": float(np.nanpercentile(o, 95)),
+        # rounding as seen: the mouth's width in the core of /uw w ow/ over its width in the other speech frames
+        "rounded_width": float(np.nanmedian(width[rounded]) / np.nanmedian(width[speech & ~rounded]))
+        if rounded.any() else float("nan"),
         "silence_opening_sd": float(np.nanstd(o[~speech])),
         "identity_worst": float(np.nanmax(np.concatenate(ids))) if np.isfinite(np.concatenate(ids)).any()
         else float("nan"),
@@ -256,6 +265,7 @@ TABLE_COLUMNS = {  # metric: column heading
     "pbm_closed": "p/b/m shut",
     "open_vowels_open": "vowels open",
     "opening_p95": "p95 open",
+    "rounded_width": "/uw w ow/ width",
     "identity_worst": "identity worst",
 }
 
