@@ -212,7 +212,7 @@ class WarpRenderer(nn.Module):
         # grows with the opening, and the upper lip's shadow darkens the teeth under it
         teeth_h = m["teeth_line"] * (0.35 + 0.65 * (o / 0.6).clamp(max=1.0))
         upper_teeth = _soft(teeth_h - dist) * geo[_GEO["synthetic_teeth"]]
-        shadow = 0.6 + 0.4 * (dist / (teeth_h + 1.0)).clamp(0.0, 1.0)
+        shadow = 0.75 + 0.25 * (dist / (teeth_h + 1.0)).clamp(0.0, 1.0)
         teeth = rgb("teeth") * m["teeth_shade"] * shadow
         # dark cavity, lit red just inside the lips and fading into the throat
         col = rgb("cavity") * (m["cavity_shade"] * (1 + 1.6 * torch.exp(-edge / 3.0)))
