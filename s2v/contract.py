@@ -53,6 +53,8 @@ CONTROL_CHANNELS: tuple[str, ...] = (
     "blink",  # 0 eyes open .. 1 eyelids shut
     "gaze_x",  # -1 .. 1 of the irises' travel, + towards image right
     "gaze_y",  # -1 .. 1, + down
+    "brow_raise",  # 0 .. 1 brows up (emphasis, surprise)
+    "brow_knit",  # 0 .. 1 inner brows together and down (concern, concentration)
 )
 
 

@@ -58,6 +58,7 @@ def example_inputs(graph: S2VGraph, avatar: Avatar, frames: int, seed: int = 0) 
     controls[:, :3] = rng.uniform(-0.08, 0.08, (frames, 3))
     controls[:, 3] = rng.uniform(0, 1, frames)
     controls[:, 4:6] = rng.uniform(-0.5, 0.5, (frames, 2))  # gaze
+    controls[:, 6:8] = rng.uniform(0, 1, (frames, 2))  # brows
     state = torch.zeros(1, graph.motion.state_size)
     tensors = [torch.from_numpy(audio), state, torch.from_numpy(controls)]
     tensors += [torch.from_numpy(np.ascontiguousarray(avatar.inputs[name])) for name in AVATAR_INPUTS]

@@ -2,10 +2,10 @@
 
 `contact_sheet` shows the poses that matter in review, drawn by the exported graph: the first cell is the
 whole output frame with the animated head square outlined (outside it every frame equals the photo); the
-others zoom on the head, where the motion is: mouth shapes of speech, a blink, a glance either way, the head
-turned both ways and nodding. `phone_sheet` shows what a recording made of the mouth: the frame in the middle of
-each lip-visible phone of its alignment, so a reviewer sees whether a real voice's /p b m/ close and its /uw/
-rounds.
+others zoom on the head, where the motion is: mouth shapes of speech, a blink, a glance either way, raised
+brows, the head turned both ways and nodding. `phone_sheet` shows what a recording made of the mouth: the frame
+in the middle of each lip-visible phone of its alignment, so a reviewer sees whether a real voice's /p b m/ close
+and its /uw/ rounds.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ SHEET_POSES: tuple[tuple[str, dict[str, float]], ...] = (
     ("blink", {"blink": 1.0}),
     ("gaze left", {"gaze_x": -0.6}),
     ("gaze right", {"gaze_x": 0.6}),
+    ("brows up", {"brow_raise": 1.0}),
     ("yaw +0.12", {"head_yaw": 0.12, "jaw_open": 0.3, "speech": 1.0}),
     ("yaw -0.12", {"head_yaw": -0.12, "jaw_open": 0.3, "speech": 1.0}),
     ("nod +0.08", {"head_pitch": 0.08}),

@@ -27,3 +27,15 @@ def test_a_seed_repeats_the_same_life():
     a = MotionController(IdleConfig(seed=7)).next(np.zeros(500))
     b = MotionController(IdleConfig(seed=7)).next(np.zeros(500))
     assert np.array_equal(a, b)
+
+
+def test_the_brows_lift_on_emphasis_and_a_prompt_can_knit_them():
+    levels = np.zeros(250)
+    levels[100:] = 0.8  # the voice rises sharply at 4 s
+    controller = MotionController(IdleConfig(seed=0))
+    rows = controller.next(levels)
+    brow = rows[:, CONTROL_CHANNELS.index("brow_raise")]
+    assert brow[:100].max() == 0.0 and brow[100:130].max() > 0.3 and brow[-50:].max() == 0.0
+    controller.set_prompt("a serious, concerned presenter")
+    knit = controller.next(np.zeros(100))[:, CONTROL_CHANNELS.index("brow_knit")]
+    assert knit[0] < 0.1 < 0.4 < knit[-1]

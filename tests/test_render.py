@@ -226,3 +226,14 @@ def test_gaze_moves_the_irises_and_leaves_the_lids(renderer, smiling):
         # the brow and the skin above the upper lid do not move
         above = polygon_mask(rest.shape, np.concatenate([eye[0:4] - [0, 0.5 * width], eye[3::-1] - [0, 0.1 * width]]))
         assert np.abs(right.astype(int) - rest)[above].max() <= 2
+
+
+def test_brows_rise_and_knit_and_the_eyes_stay(renderer, smiling):
+    avatar, lm = smiling
+    rest, raised, knit = rendered(renderer, avatar, {}, {"brow_raise": 1.0}, {"brow_knit": 1.0})
+    moved_up = find_faces(raised)[0].points - lm
+    fw = float(np.linalg.norm(lm[16] - lm[0]))
+    assert moved_up[17:27, 1].mean() < -0.02 * fw  # brows up by at least 2 % of the face width
+    assert np.abs(moved_up[36:48]).mean() < 0.01 * fw  # the eyes do not follow
+    inner = find_faces(knit)[0].points
+    assert np.linalg.norm(inner[21] - inner[22]) < np.linalg.norm(lm[21] - lm[22]) - 0.01 * fw

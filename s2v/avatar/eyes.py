@@ -1,4 +1,4 @@
-"""The eyes' part of the rig: eyelid maps for blinks, and the fields that move the irises for gaze."""
+"""The eyes' part of the rig: eyelid maps for blinks, the fields that move the irises for gaze, and the brows."""
 
 from __future__ import annotations
 
@@ -60,3 +60,24 @@ def irises(fr: FaceFrame, P: np.ndarray, U: np.ndarray, V: np.ndarray) -> list[n
         bump = np.where(inside, np.sin(np.pi * across) ** 0.8 * np.sin(np.pi * down) ** 0.5, bump)
         width = max(width, e1 - e0)
     return [fr.to_xy(0.15 * width * bump, 0.0), fr.to_xy(0.0, 0.08 * width * bump)]
+
+
+def brows(fr: FaceFrame, P: np.ndarray, U: np.ndarray, V: np.ndarray, fw: float) -> list[np.ndarray]:
+    """Forward fields of brow_raise and brow_knit. The brow moves as a band; the forehead above it and the lid
+    skin below it stretch, down to the upper lid's margin, which stays (so do the eyes). Raising lifts the
+    band by 5 % of the face width; knitting pulls its inner half towards the nose and down."""
+    lift, knit = np.zeros_like(U), np.zeros((2, *U.shape))
+    mid = (P[21, 0] + P[22, 0]) / 2
+    # each brow's points from its outer end to its inner end, and its eye's upper lid
+    for brow, upper in (([17, 18, 19, 20, 21], [36, 37, 38, 39]), ([26, 25, 24, 23, 22], [42, 43, 44, 45])):
+        u0, u1 = float(P[brow, 0].min()), float(P[brow, 0].max())
+        line = np.polyval(np.polyfit(P[brow, 0], P[brow, 1], 2), np.clip(U, u0, u1))
+        margin = np.polyval(np.polyfit(P[upper, 0], P[upper, 1], 2), np.clip(U, u0, u1))
+        e = V - line  # below the brow line
+        band = ramp(-0.3 * fw, -0.04 * fw, e) * ramp(np.maximum(0.9 * (margin - line), 0.03 * fw), 0.02 * fw, e)
+        along = ramp(u0 - 0.12 * fw, u0, U) * ramp(u1 + 0.12 * fw, u1, U)
+        weight = band * along
+        lift = np.maximum(lift, weight)
+        inner = ramp(P[brow[0], 0], P[brow[-1], 0], U)  # 0 at the outer end, 1 at the inner end
+        knit += weight * inner * np.stack([np.sign(mid - U), np.ones_like(U)])
+    return [fr.to_xy(0.0, -0.05 * fw * lift), fr.to_xy(0.03 * fw * knit[0], 0.02 * fw * knit[1])]

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from s2v.avatar.eyes import eyelids, irises
+from s2v.avatar.eyes import brows, eyelids, irises
 from s2v.avatar.face_geometry import FaceFrame, box_of, interp, ramp
 
-RIG_VERSION = 15  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 16  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -46,6 +46,8 @@ FIELD_NAMES: tuple[str, ...] = (
     "lip_tuck",  # lower lip up under the upper teeth (f, v)
     "gaze_x",  # irises sideways, inside the eye opening (the lids and the eye corners stay)
     "gaze_y",  # irises up or down
+    "brow_raise",  # brows up, the forehead above them folding
+    "brow_knit",  # inner brows towards the nose and down
 )
 HEAD_FIELDS = slice(0, 3)
 UPPER_FIELDS = slice(3, 5)  # act above S only
@@ -280,6 +282,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         fr.to_xy(0.0, -(h_lo + press) * low_part),
         fr.to_xy(0.0, -(h_lo + 0.35 * lip_lo * lens) * low_part),
         *irises(fr, P, U, V),
+        *brows(fr, P, U, V, fw),
     ]
     fields = -np.stack(forward) * taper  # backward offsets, 0 on the rim
 

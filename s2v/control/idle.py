@@ -25,6 +25,8 @@ class MotionStyle:
     pitch_bias: float = 0.0  # radians, + looks down
     nod: float = 1.0  # extra multiplier on pitch motion
     blink_rate: float = 1.0  # blinks per (typical 4 s)
+    brow: float = 1.0  # multiplies how high the brows rise on emphasis
+    knit: float = 0.0  # inner brows drawn together, all the time
 
 
 # Phrases a prompt may contain, each one adjusting the style. Matching is by whole word, so
@@ -35,6 +37,8 @@ _PHRASES: tuple[tuple[str, dict[str, float]], ...] = (
     (r"\b(nod|nods|nodding|agree|agreeing)\b", {"nod": 2.5}),
     (r"\b(sleepy|tired|drowsy)\b", {"blink_rate": 2.0, "pitch_bias": 0.04}),
     (r"\b(focused|staring|intense)\b", {"blink_rate": 0.5, "sway": 0.7}),
+    (r"\b(surprised|curious|amazed|astonished|excited)\b", {"brow": 1.8}),
+    (r"\b(serious|concerned|worried|angry|stern|frowning)\b", {"knit": 0.5, "brow": 0.5}),
     (r"\blook(s|ing)? left\b", {"yaw_bias": -0.12}),
     (r"\blook(s|ing)? right\b", {"yaw_bias": 0.12}),
     (r"\blook(s|ing)? up\b", {"pitch_bias": -0.08}),
@@ -50,7 +54,7 @@ def style_from_prompt(prompt: str) -> MotionStyle:
         if re.search(pattern, text):
             for key, value in change.items():
                 old = getattr(style, key)
-                new = old + value if key.endswith("_bias") else old * value
+                new = old + value if key.endswith("_bias") or key == "knit" else old * value
                 style = replace(style, **{key: new})
     return style
 
@@ -69,6 +73,8 @@ class IdleConfig:
     gaze_interval_s: tuple[float, float] = (1.0, 3.5)  # between glances
     gaze_x: float = 0.5  # fraction of the irises' travel a glance may take, half of it while speaking
     gaze_y: float = 0.3
+    brow_surge: float = 0.35  # rise in voice level over its recent mean that lifts the brows
+    brow_lift: float = 0.4
 
 
 class MotionController:
@@ -90,10 +96,11 @@ class MotionController:
         self._gaze = np.zeros(2)
         self._gaze_target = np.zeros(2)
         self._next_glance = 0
+        self._raised_at = -(10**9)
 
     @staticmethod
     def _as_vector(style: MotionStyle) -> list[float]:
-        return [style.sway, style.yaw_bias, style.pitch_bias, style.nod, style.blink_rate]
+        return [style.sway, style.yaw_bias, style.pitch_bias, style.nod, style.blink_rate, style.brow, style.knit]
 
     def set_prompt(self, prompt: str) -> MotionStyle:
         self._target = style_from_prompt(prompt)
@@ -125,8 +132,9 @@ class MotionController:
         for row in range(n):
             frame = self._frame
             self._style += follow * (target - self._style)
+            surge = float(levels[row]) - self._activity  # the voice rising above its recent level: emphasis
             self._activity += 0.08 * (float(levels[row]) - self._activity)
-            sway, yaw_bias, pitch_bias, nod, _ = self._style
+            sway, yaw_bias, pitch_bias, nod, _, brow, knit = self._style
             t = frame / cfg.fps
             wave = np.sin(2 * math.pi * self._freqs * t + self._phases).sum(axis=1) / 3.0
             gain = sway * (1.0 + self._activity)
@@ -138,8 +146,19 @@ class MotionController:
                 self._next_blink = frame + self._draw_blink_gap()
             out[row, 3] = self._blink(frame)
             out[row, 4:6] = self._glance(frame)
+            out[row, 6] = brow * self._raise(frame, surge)
+            out[row, 7] = knit
             self._frame += 1
         return out
+
+    def _raise(self, frame: int, surge: float) -> float:
+        """The brows lift with an emphasis in the voice (a surge of level), at most every two seconds: up in
+        0.1 s, held, down over half a second."""
+        cfg = self.config
+        if surge > cfg.brow_surge and frame - self._raised_at > 2 * cfg.fps:
+            self._raised_at = frame
+        t = (frame - self._raised_at) / cfg.fps
+        return cfg.brow_lift * float(np.clip(min(t / 0.1, (0.8 - t) / 0.5), 0.0, 1.0))
 
     def _glance(self, frame: int) -> np.ndarray:
         """Gaze: fixations held for a second or more, joined by saccades of a frame or two; mostly towards the

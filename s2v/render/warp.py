@@ -185,7 +185,8 @@ class WarpRenderer(nn.Module):
         shared = [spread.clamp(min=0.0), pucker]
         lower = [jaw, -jaw * cover, close * (1 - tuck), tuck]
         gaze = controls[:, [_C["gaze_x"], _C["gaze_y"]]].clamp(-1.0, 1.0)
-        weights = torch.cat([head, torch.stack(upper + shared + lower, dim=1), gaze], dim=1)  # one per FIELD_NAMES
+        brows = controls[:, [_C["brow_raise"], _C["brow_knit"]]].clamp(0.0, 1.0)
+        weights = torch.cat([head, torch.stack(upper + shared + lower, dim=1), gaze, brows], dim=1)  # FIELD_NAMES
         blocks = (weights.unsqueeze(0) * _BLOCKS.unsqueeze(1)).reshape(3 * n, len(FIELD_NAMES))
         return weights, blocks, controls[:, _C["blink"]].clamp(0.0, 1.0), jaw * (1 - cover)
 
