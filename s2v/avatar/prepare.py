@@ -5,8 +5,8 @@ only when the face would span less than `min_face_width` of the frame. A face th
 `face_width` is zoomed out only as far as the photo still fills the frame (up to `fill_face_width`); beyond that the
 photo ends inside the frame, and the missing border is a mirrored, blurred continuation of the photo (a replicated
 edge pixel would streak). `info["fit"]` says which of the three happened. The photo's framing (portrait,
-half-body, full-body) is recorded in `info`. Only a square around the head (`head_crop` face widths) is rendered per frame; the rest of the frame is the still
-background, so warping cost scales with the head, not the frame.
+half-body, full-body) is recorded in `info`. Only a square around the head (`head_crop` face widths) is rendered
+per frame; the rest of the frame is the still background, so warping cost scales with the head, not the frame.
 """
 
 from __future__ import annotations
