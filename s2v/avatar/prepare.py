@@ -165,7 +165,11 @@ def _window(lm: np.ndarray, w: int, h: int, W: int, H: int, cfg: AvatarConfig) -
     fw = float(np.linalg.norm(lm[16] - lm[0]))
     side = min(W, H)
     fill = max(W / w, H / h)  # the smallest scale at which the photo covers the frame
-    largest = max(cfg.face_width * side / fw, min(fill, cfg.fill_face_width * side / fw))
+    # zoom in past face_width only where that keeps the frame inside the photo: a bigger face that still leaves a
+    # border to continue would only cost render time
+    largest = cfg.face_width * side / fw
+    if fill <= cfg.fill_face_width * side / fw:
+        largest = max(largest, fill)
     scale = float(np.clip(fill, cfg.min_face_width * side / fw, largest))
     cx, eye_y = (lm[0, 0] + lm[16, 0]) / 2, float(lm[36:48, 1].mean())
 
