@@ -19,11 +19,11 @@ PHONES = [Phone("pau", 0.0, 0.4), Phone("m", 0.4, 0.6), Phone("aa", 0.6, 0.9), P
 N = 60
 
 
-def watched(opening: np.ndarray) -> Watched:
+def watched(opening: np.ndarray, width: np.ndarray | None = None) -> Watched:
     """A clip whose measured opening is `opening`, shown by a model whose own output is the phones' targets."""
     ref = mouth_open(motion_targets(PHONES, N))
     nan = np.full(N, np.nan)
-    return Watched(opening, nan, nan, opening, ref, PHONES)
+    return Watched(opening, nan if width is None else width, nan, opening, ref, PHONES)
 
 
 def test_a_mouth_that_follows_the_phones_scores_perfectly():
@@ -31,6 +31,15 @@ def test_a_mouth_that_follows_the_phones_scores_perfectly():
     m = score([watched(0.4 * ref)], 25)  # any scale: openings are in eye distances, targets in [0, 1]
     assert m["visible_vs_speech_r"] == pytest.approx(1.0) and m["visible_vs_model_r"] == pytest.approx(1.0)
     assert m["lag_frames"] == 0 and m["pbm_closed"] == 1.0 and m["open_vowels_open"] == 1.0
+    assert np.isnan(m["rounded_width"])  # no width was measured
+
+
+def test_rounding_is_seen_as_a_narrower_mouth():
+    ref = mouth_open(motion_targets(PHONES, N))
+    width = np.ones(N)
+    width[23:29] = 0.8  # the core of /uw/ (0.9-1.2 s)
+    assert score([watched(0.4 * ref, width)], 25)["rounded_width"] == pytest.approx(0.8)
+    assert score([watched(0.4 * ref, np.ones(N))], 25)["rounded_width"] == pytest.approx(1.0)
 
 
 def test_late_shut_and_timid_mouths_are_told_apart():

@@ -222,7 +222,7 @@ def score(clips: list[Watched], fps: int) -> dict[str, float]:
         "opening_p95": float(np.nanpercentile(o, 95)),
         # rounding as seen: the mouth's width in the core of /uw w ow/ over its width in the other speech frames
         "rounded_width": float(np.nanmedian(width[rounded]) / np.nanmedian(width[speech & ~rounded]))
-        if rounded.any() else float("nan"),
+        if np.isfinite(width[rounded]).any() else float("nan"),
         "silence_opening_sd": float(np.nanstd(o[~speech])),
         "identity_worst": float(np.nanmax(np.concatenate(ids))) if np.isfinite(np.concatenate(ids)).any()
         else float("nan"),
