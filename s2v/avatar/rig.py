@@ -30,7 +30,7 @@ import numpy as np
 from s2v.avatar.eyes import brows, eyelids, irises
 from s2v.avatar.face_geometry import FaceFrame, box_of, interp, ramp
 
-RIG_VERSION = 16  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 17  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -254,10 +254,12 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         raise_amp *= 0.3
     raise_w = np.clip(1 - xn**2, 0, 1) ** 0.5
     press = 0.02 * fw * lens
-    # closing a smile brings the upper lip down by its teeth's height: the lip itself stretches with the philtrum,
-    # from the nose base (which stays) to the lip's edge, so no row folds over another
+    # closing a smile brings the upper lip down by its teeth's height: the red of the lip stretches with the lower
+    # third of the philtrum, down to the lip's edge, so no row folds over another and the closed lips stay lips
+    # (stretched from the nose base, the skin took most of it: a pale band, and dlib's identity distance 0.38
+    # on the built-in avatar's /m/, against 0.25 now)
     h_edge = min(float((h_up + press).max()), d_nose - 2.0)
-    f_close = ramp(-d_nose, -h_edge, D) * ramp(2 * ext, ext, D)
+    f_close = ramp(-max(d_top + 0.35 * (d_nose - d_top), h_edge + 2.0), -h_edge, D) * ramp(2 * ext, ext, D)
     lip_lo = max(float(P[57, 1] - interp(np.array([uc]), P[lo_idx, 0], P[lo_idx, 1])[0]), 2.0)
 
     # spread widens around the mouth centre, thins the lips towards S and lifts the corners; pucker narrows the
