@@ -28,13 +28,9 @@ MODELS = ("mediapipe/modules/face_detection/face_detection_full_range_sparse.tfl
           "mediapipe/modules/face_landmark/face_landmark.tflite")
 
 # Indices into the 468 points. "Right" is the subject's right, the left of the image.
-INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317), (81, 178), (311, 402))  # (upper, lower), centre first
-MOUTH_CORNERS_OUTER = (61, 291)
-MOUTH_CORNERS_INNER = (78, 308)
+INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))  # (upper, lower) at the centre and either side of it
 RIGHT_EYE_CORNERS = (33, 133)  # outer, inner
 LEFT_EYE_CORNERS = (362, 263)  # inner, outer
-RIGHT_EYELIDS = (159, 145)  # upper, lower
-LEFT_EYELIDS = (386, 374)
 
 CROP_SCALE = 1.5  # MediaPipe's margin around the face: room for the head to move before the next frame
 MIN_DETECTION = 0.6  # BlazeFace full range's own threshold
@@ -117,20 +113,15 @@ class FaceMesh:
         """Forget the last face, so that the next frame is searched whole."""
         self._track = None
 
-    def detect(self, rgb: np.ndarray, prior_box: tuple[float, float, float, float] | None = None) -> np.ndarray | None:
+    def detect(self, rgb: np.ndarray) -> np.ndarray | None:
         """[468, 3] points of the face in uint8 `rgb` (or grey) [h, w(, 3)]: x, y in pixels, z depth on the same
         scale (smaller is nearer), or None when no face is seen. The crop follows the last frame's points; when
-        there are none, or the face left the crop, the face is found anew with the detector, or in `prior_box`
-        (x0, y0, x1, y1) when one is given."""
+        there are none, or the face left the crop, the face is found anew with the detector."""
         rgb = np.ascontiguousarray(rgb if rgb.ndim == 3 and rgb.shape[2] == 3 else
                                    np.repeat(rgb.reshape(*rgb.shape[:2], 1), 3, axis=2))
         points = None if self._track is None else self._read(rgb, self._track)
         if points is None:
-            if prior_box is not None:
-                x0, y0, x1, y1 = prior_box
-                roi: Roi | None = (np.array([x0 + x1, y0 + y1]) / 2, max(x1 - x0, y1 - y0) * CROP_SCALE, 0.0)
-            else:
-                roi = self._find(rgb)
+            roi = self._find(rgb)
             points = None if roi is None else self._read(rgb, roi)
             if points is not None:  # a detector's box is rough: crop again from the points, as a tracked frame is
                 points = self._read(rgb, _landmark_roi(points))

@@ -118,7 +118,7 @@ def _mesh_opening(points: np.ndarray | None) -> float:
         return float("nan")
     p = points[:, :2].astype(np.float64)
     eyes = np.linalg.norm(p[list(LEFT_EYE_CORNERS)].mean(0) - p[list(RIGHT_EYE_CORNERS)].mean(0))
-    return float(np.mean([np.linalg.norm(p[a] - p[b]) for a, b in INNER_LIP_PAIRS[:3]]) / eyes)
+    return float(np.mean([np.linalg.norm(p[a] - p[b]) for a, b in INNER_LIP_PAIRS]) / eyes)
 
 
 def render_frames(model: ExportedModel, avatar: Avatar, pcm16k: np.ndarray, batch: int = 8) -> Iterator[AvatarFrame]:
