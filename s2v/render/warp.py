@@ -84,7 +84,7 @@ class WarpRenderer(nn.Module):
     ) -> torch.Tensor:
         n, k = motion.shape[0], len(FIELD_NAMES)
         h, w = avatar_image.shape[1], avatar_image.shape[2]
-        weights, blocks, blink, opening = self._weights(motion, controls)
+        weights, blocks, blink, opening, teeth_show = self._weights(motion, controls)
         geo = avatar_geometry
 
         # Whole crop: one product gives the sampling grid (basis 0 is the rest grid, at weight 1).
@@ -143,7 +143,7 @@ class WarpRenderer(nn.Module):
         gap = (zone * (to_up + above * (to_low - to_up)).clamp(min=0.0)).unsqueeze(1)
         at_mouth = (avatar_pixels[2 * pe :: 2] * 0.5).long()
         seen = warped.index_select(2, at_mouth)
-        seen = seen + gap * (self._interior(mouth, geo, dist, src, above, opening) - seen)
+        seen = seen + gap * (self._interior(mouth, geo, dist, src, above, opening, teeth_show) - seen)
         out = warped.scatter(2, at_mouth.expand(n, 3, pm), seen)
         # Photo pixel values carry +0.5 and stay within [0.5, 255.5], so the truncating cast rounds, no clamp needed.
         return out.to(torch.uint8).reshape(n, 3, h, w).permute(0, 2, 3, 1)
@@ -165,7 +165,7 @@ class WarpRenderer(nn.Module):
     @staticmethod
     def _weights(motion: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Basis weights [n, K], the same split in blocks [3n, K] (bases that move the lip line, upper-lip bases,
-        lower-lip bases), blink [n], and how far the lips part [n].
+        lower-lip bases), blink [n], how far the lips part [n] and how much of the upper teeth they show [n].
 
         The nonlinear couplings between articulations live here, so the bases themselves stay linear."""
         n = motion.shape[0]
@@ -188,7 +188,8 @@ class WarpRenderer(nn.Module):
         brows = controls[:, [_C["brow_raise"], _C["brow_knit"]]].clamp(0.0, 1.0)
         weights = torch.cat([head, torch.stack(upper + shared + lower, dim=1), gaze, brows], dim=1)  # FIELD_NAMES
         blocks = (weights.unsqueeze(0) * _BLOCKS.unsqueeze(1)).reshape(3 * n, len(FIELD_NAMES))
-        return weights, blocks, controls[:, _C["blink"]].clamp(0.0, 1.0), jaw * (1 - cover)
+        # rounded lips push forward over the teeth: the opening of an /uw/ is dark
+        return weights, blocks, controls[:, _C["blink"]].clamp(0.0, 1.0), jaw * (1 - cover), 1 - 0.8 * pucker
 
     @staticmethod
     def _interior(
@@ -198,6 +199,7 @@ class WarpRenderer(nn.Module):
         src: torch.Tensor,
         above: torch.Tensor,
         opening: torch.Tensor,
+        teeth_show: torch.Tensor,
     ) -> torch.Tensor:
         """Mouth interior [n, 3, P] at the mouth pixels, pixel values + 0.5: dark cavity, tongue, lower teeth hint,
         and upper teeth that stay with the skull."""
@@ -211,7 +213,7 @@ class WarpRenderer(nn.Module):
         tongue = ((o - 0.15) / 0.85).clamp(min=0.0) * geo[_GEO["tongue_px"]] * m["tongue"]
         # a barely parted mouth shows a dark slit with the teeth's edges in it, not a band of teeth: the band
         # grows with the opening, and the upper lip's shadow darkens the teeth under it
-        teeth_h = m["teeth_line"] * (0.35 + 0.65 * (o / 0.6).clamp(max=1.0))
+        teeth_h = m["teeth_line"] * (0.35 + 0.65 * (o / 0.6).clamp(max=1.0)) * teeth_show.reshape(-1, 1, 1)
         upper_teeth = _soft(teeth_h - dist) * geo[_GEO["synthetic_teeth"]]
         shadow = 0.75 + 0.25 * (dist / (teeth_h + 1.0)).clamp(0.0, 1.0)
         teeth = rgb("teeth") * m["teeth_shade"] * shadow
