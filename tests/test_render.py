@@ -237,3 +237,17 @@ def test_brows_rise_and_knit_and_the_eyes_stay(renderer, smiling):
     assert np.abs(moved_up[36:48]).mean() < 0.01 * fw  # the eyes do not follow
     inner = find_faces(knit)[0].points
     assert np.linalg.norm(inner[21] - inner[22]) < np.linalg.norm(lm[21] - lm[22]) - 0.01 * fw
+
+
+def test_rounded_lips_hide_the_teeth_an_open_jaw_shows(renderer, closed_mouth):
+    """Between the inner lips (dlib, on each rendered frame) an /uw/ shows less tooth than an open jaw does."""
+    avatar, _ = closed_mouth
+    open_, rounded = rendered(renderer, avatar, {"jaw_open": 0.5, "speech": 1.0},
+                              {"jaw_open": 0.5, "lip_spread": -1.0, "speech": 1.0})
+
+    def toothy(crop: np.ndarray) -> float:  # share of bright, pale pixels inside the inner lip line
+        inner = polygon_mask(crop.shape, find_faces(crop)[0].points[60:68])
+        hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
+        return float(((hsv[..., 2] > 120) & (hsv[..., 1] < 80))[inner].mean())
+
+    assert toothy(rounded) < 0.85 * toothy(open_), (toothy(open_), toothy(rounded))
