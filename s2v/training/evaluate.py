@@ -203,11 +203,17 @@ def _evaluate_speaker(net: MotionNet, name: str, clips: list[Clip]) -> dict[str,
     return results
 
 
-def evaluate_human(net: MotionNet, cache: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics on the recordings of people (s2v.training.recordings), per speaker and pooled over all of them."""
+def human_clips(cache: Path) -> dict[str, list[Clip]]:
+    """The recordings of people (s2v.training.recordings) as clips, by speaker."""
     by_speaker: dict[str, list[Clip]] = {}
     for recording in HUMAN_RECORDINGS:
         by_speaker.setdefault(recording.speaker, []).append(file_clip(*fetch(recording, cache)))
+    return by_speaker
+
+
+def evaluate_human(net: MotionNet, cache: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics on the recordings of people, per speaker and pooled over all of them."""
+    by_speaker = human_clips(cache)
     groups = {**by_speaker, "all people": [c for clips in by_speaker.values() for c in clips]}
     return {name: _evaluate_speaker(net, name, clips) for name, clips in groups.items()}
 
@@ -322,9 +328,7 @@ def _evaluate_pixels(config: EvalConfig) -> dict[str, dict[str, dict[str, float]
     if config.photo is not None:
         sources[config.photo.stem] = config.photo
     photos = {name: prepare_avatar(path.read_bytes()) for name, path in sources.items()}
-    speakers: dict[str, list[Clip]] = {}
-    for recording in HUMAN_RECORDINGS:
-        speakers.setdefault(recording.speaker, []).append(file_clip(*fetch(recording, cache)))
+    speakers = human_clips(cache)
     speakers[f"held-out {config.corpus.eval_voice}"] = _held_out(config.corpus)[:PIXEL_SENTENCES]
     results = evaluate_pixels(ExportedModel(), photos, speakers, cache)
     log.info("pixels, per photo and speaker:\n%s", pixel_table(results))
