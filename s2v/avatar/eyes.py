@@ -6,6 +6,12 @@ import numpy as np
 
 from s2v.avatar.face_geometry import FaceFrame, box_of, ramp
 
+# dlib's points for each eye, image-left first: upper lid and lower lid (corner to corner), brow (outer to inner)
+EYES = (
+    ([36, 37, 38, 39], [36, 41, 40, 39], [17, 18, 19, 20, 21]),
+    ([42, 43, 44, 45], [42, 47, 46, 45], [26, 25, 24, 23, 22]),
+)
+
 
 def eyelids(
     fr: FaceFrame, P: np.ndarray, U: np.ndarray, V: np.ndarray, fw: float
@@ -18,10 +24,7 @@ def eyelids(
     lid = {k: np.zeros_like(U) for k in ("dist", "dx", "dy", "height", "crease")}
     boxes = np.zeros_like(U, bool)
     mid_u = (P[36:42, 0].mean() + P[42:48, 0].mean()) / 2
-    for upper, lower, brow, side in (
-        ([36, 37, 38, 39], [36, 41, 40, 39], [17, 18, 19, 20, 21], U < mid_u),
-        ([42, 43, 44, 45], [42, 47, 46, 45], [22, 23, 24, 25, 26], U >= mid_u),
-    ):
+    for (upper, lower, brow), side in zip(EYES, (U < mid_u, U >= mid_u)):
         pu, pv = P[upper, 0], P[upper, 1]
         e0, e1 = float(min(pu[0], pu[-1])), float(max(pu[0], pu[-1]))
         cu, cl = np.polyfit(pu, pv, 2), np.polyfit(P[lower, 0], P[lower, 1], 2)
@@ -50,7 +53,7 @@ def irises(fr: FaceFrame, P: np.ndarray, U: np.ndarray, V: np.ndarray) -> list[n
     0.15 of the eye's width sideways, 0.08 up or down (the lids hide the rest)."""
     bump = np.zeros_like(U)
     width = 0.0
-    for upper, lower in (([36, 37, 38, 39], [36, 41, 40, 39]), ([42, 43, 44, 45], [42, 47, 46, 45])):
+    for upper, lower, _ in EYES:
         e0, e1 = float(P[upper, 0].min()), float(P[upper, 0].max())
         top = np.polyval(np.polyfit(P[upper, 0], P[upper, 1], 2), U)
         bottom = np.polyval(np.polyfit(P[lower, 0], P[lower, 1], 2), U)
@@ -68,8 +71,7 @@ def brows(fr: FaceFrame, P: np.ndarray, U: np.ndarray, V: np.ndarray, fw: float)
     band by 5 % of the face width; knitting pulls its inner half towards the nose and down."""
     lift, knit = np.zeros_like(U), np.zeros((2, *U.shape))
     mid = (P[21, 0] + P[22, 0]) / 2
-    # each brow's points from its outer end to its inner end, and its eye's upper lid
-    for brow, upper in (([17, 18, 19, 20, 21], [36, 37, 38, 39]), ([26, 25, 24, 23, 22], [42, 43, 44, 45])):
+    for upper, _, brow in EYES:
         u0, u1 = float(P[brow, 0].min()), float(P[brow, 0].max())
         line = np.polyval(np.polyfit(P[brow, 0], P[brow, 1], 2), np.clip(U, u0, u1))
         margin = np.polyval(np.polyfit(P[upper, 0], P[upper, 1], 2), np.clip(U, u0, u1))
