@@ -36,7 +36,7 @@ def test_targets_close_the_lips_on_m_and_open_the_jaw_on_aa():
 @pytest.mark.skipif(shutil.which("festival") is None, reason="festival is installed by the README's test command")
 def test_train_from_scratch_on_a_tiny_corpus(tmp_path):
     corpus = CorpusConfig(train_voices=("kal_diphone",), eval_voice="cmu_us_slt_arctic_hts", sentences_per_voice=6,
-                          eval_sentences=2, sentences_per_process=6, cache_dir=tmp_path / "corpus")
+                          eval_sentences=2, sentences_per_process=6, cache_dir=tmp_path / "corpus", recorded_voices=())
     loaded = load_corpus(corpus)
     clip = loaded.train[0]
     assert clip.phones and abs(clip.phones[-1].end - len(clip.audio) / 16000) < 0.1  # timings match the audio
@@ -122,40 +122,84 @@ def test_prompt_transcripts_become_the_words_spoken():
     assert spoken_words("Dial 323.") is None  # "three two three" or "three hundred twenty-three": unknown
 
 
+def test_a_held_out_person_cannot_be_trained_on_in_another_language(tmp_path):
+    # Allison reads the English and the Spanish prompts: holding out one of them holds out her.
+    corpus = CorpusConfig(train_voices=(), recorded_voices=("asterisk_en",), held_out_recorded=("asterisk_es",),
+                          cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="Allison"):
+        load_corpus(corpus)
+
+
 def test_a_recorded_prompt_aligns_to_its_words():
     from s2v.training import prompts
 
-    if not prompts.SOUNDS.is_dir():
-        pytest.skip(f"the recorded prompts come from Debian: {prompts.INSTALL}")
-    from pocketsphinx import Decoder
+    voice = prompts.ASTERISK_VOICES["asterisk_en"]
+    if not voice.sounds.is_dir():
+        pytest.skip(f"the recorded prompts come from Debian: {voice.install}")
+    from s2v.training.aligner import Lexicon, align, decoder
 
-    pcm = prompts._decode(prompts.SOUNDS / "agent-loggedoff.g722")
-    phones = prompts._align(Decoder(samprate=16000, bestpath=False, loglevel="FATAL"),
-                            prompts.spoken_words("Agent Logged off."), pcm)
+    pcm = prompts._decode(voice.sounds / "agent-loggedoff.g722")
+    phones = align(Lexicon(decoder()), prompts.spoken_words("Agent Logged off."), pcm)
     assert [p.name for p in phones if p.name != "pau"] == ["ey", "jh", "ah", "n", "t", "l", "ao", "g", "d", "ao", "f"]
     assert phones[-1].end == pytest.approx(len(pcm) / 16000, abs=0.05)
     assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(phones))
 
 
-def test_prompt_clips_are_aligned_once_and_cached(tmp_path, monkeypatch):
+def test_words_of_other_languages_become_phones_the_viseme_table_knows():
+    from s2v.motion.visemes import PHONE_VISEMES
+    from s2v.training.espeak import Pronouncer
+    from s2v.training.prompts import foreign_words
+
+    assert foreign_words("Composez votre numéro d'agent suivi du dièse.") == \
+        ["composez", "votre", "numéro", "d'agent", "suivi", "du", "dièse"]
+    assert foreign_words("Нажмите 1.") is None and foreign_words("[bip]") is None
+    assert Pronouncer("fr")("bonjour") == ["b", "ao", "zh", "uw", "r"]
+    assert Pronouncer("fr")("du") == ["d", "uw"]  # French /y/ is rounded
+    assert Pronouncer("ru")("мы") == ["m", "ih"]  # Russian /ɨ/ is not
+    for language, word in (("es", "ingrese"), ("it", "cancelletto"), ("ru", "решетку")):
+        phones = Pronouncer(language)(word)
+        assert phones and all(p in PHONE_VISEMES for p in phones), (language, phones)
+
+
+def test_a_prompt_in_another_language_aligns_through_espeak_phones():
+    from s2v.training import prompts
+
+    voice = prompts.ASTERISK_VOICES["asterisk_ru"]
+    if not voice.sounds.is_dir():
+        pytest.skip(f"the recorded prompts come from Debian: {voice.install}")
+    from s2v.training.aligner import Lexicon, align, decoder
+
+    pcm = prompts._decode(voice.sounds / "agent-loginok.g722")  # "Оператор зарегистрирован."
+    phones = align(Lexicon(decoder(), "ru"), ["оператор", "зарегистрирован"], pcm)
+    assert [p.name for p in phones][:4] == ["ah", "p", "iy", "r"]
+    # The /p/ holds the silent closure of the first word: the quietest 10 ms of "оператор" lie inside it.
+    level = np.sqrt(np.convolve(pcm.astype(float) ** 2, np.ones(160) / 160, "same"))[::160]
+    first_word_end = next(p.start for p in phones if p.name == "pau")
+    quietest = (int(np.argmin(level[5 : int(first_word_end * 100)])) + 5) / 100
+    assert phones[1].start <= quietest < phones[1].end
+    assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(phones))
+
+
+def test_prompt_clips_are_aligned_once_and_cached(tmp_path):
+    import dataclasses
     import gzip
 
     from s2v.training import prompts
 
-    if not prompts.SOUNDS.is_dir():
-        pytest.skip(f"the recorded prompts come from Debian: {prompts.INSTALL}")
+    voice = prompts.ASTERISK_VOICES["asterisk_en"]
+    if not voice.sounds.is_dir():
+        pytest.skip(f"the recorded prompts come from Debian: {voice.install}")
     sounds = tmp_path / "sounds"
     sounds.mkdir()
-    shutil.copy(prompts.SOUNDS / "agent-loggedoff.g722", sounds)
+    shutil.copy(voice.sounds / "agent-loggedoff.g722", sounds)
     transcripts = tmp_path / "core-sounds-en.txt.gz"
     with gzip.open(transcripts, "wt") as f:
         f.write("; a comment\nagent-loggedoff: Agent Logged off.\nbeep: [beep]\n")
-    monkeypatch.setattr(prompts, "SOUNDS", sounds)
-    monkeypatch.setattr(prompts, "TRANSCRIPTS", transcripts)
-    clips = prompts.prompt_clips(tmp_path / "cache")
+    voice = dataclasses.replace(voice, sounds=sounds, transcripts=transcripts)
+    clips = prompts.prompt_clips(tmp_path / "cache", voice)
     assert [c.text for c in clips] == ["Agent Logged off."]
     assert sorted(p.name for p in sounds.iterdir()) == ["agent-loggedoff.g722"]  # nothing written beside the sounds
     (sounds / "agent-loggedoff.g722").unlink()  # the second call reads the cache only
-    again = prompts.prompt_clips(tmp_path / "cache")
+    again = prompts.prompt_clips(tmp_path / "cache", voice)
     assert [p.name for p in again[0].phones] == [p.name for p in clips[0].phones]
     assert np.abs(again[0].audio - clips[0].audio).max() < 1e-4

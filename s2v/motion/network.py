@@ -32,6 +32,11 @@ class MotionNetConfig:
     hidden: int = 256
     dropout: float = 0.1  # training only; the exported graph runs in eval mode
     lookahead_frames: int = CONTRACT.lookahead_frames
+    # Per-stream spectral normalisation: subtract the stream's own mean log-mel spectrum over its louder frames,
+    # carried in the state, so a microphone's or a throat's colour is taken out before the network sees it.
+    stream_norm: bool = False
+    stream_norm_prior: float = 50.0  # frames of 10 ms: the mean starts at the training mean and moves as speech comes
+    stream_norm_gate: float = -3.0  # log-power below the training mean (about 13 dB) where frames stop counting
 
 
 class MotionNet(nn.Module):
@@ -52,7 +57,8 @@ class MotionNet(nn.Module):
         self.head = nn.Linear(cfg.hidden, len(MOTION_CHANNELS))
         self.register_buffer("tanh_mask", torch.tensor([c == "lip_spread" for c in MOTION_CHANNELS]), persistent=False)
         ctx = cfg.kernel - 1
-        self._sizes = (spec.pcm_tail, self.feat_dim * ctx, cfg.conv_channels * ctx, cfg.hidden)
+        norm = (spec.n_mels + 1) if cfg.stream_norm else 0  # sum of gated log-mel deviations, and their weight
+        self._sizes = (spec.pcm_tail, self.feat_dim * ctx, cfg.conv_channels * ctx, cfg.hidden, norm)
 
     @property
     def state_size(self) -> int:
@@ -86,9 +92,12 @@ class MotionNet(nn.Module):
         o1 = self._sizes[0]
         o2 = o1 + self._sizes[1]
         o3 = o2 + self._sizes[2]
-        tail, buf1, buf2, h = state[:, :o1], state[:, o1:o2], state[:, o2:o3], state[:, o3:]
+        o4 = o3 + self._sizes[3]
+        tail, buf1, buf2, h, norm = state[:, :o1], state[:, o1:o2], state[:, o2:o3], state[:, o3:o4], state[:, o4:]
 
         mel, new_tail = self.mel(tail, audio, filterbank)  # [B, n_mels, 4n]
+        if self.config.stream_norm:
+            mel, norm = self._stream_norm(mel, norm)
         feats = mel.transpose(1, 2).reshape(b, -1, self.feat_dim)  # [B, n, 160]: 4 mel frames per video frame
         x = ((feats - self.feat_mean) / self.feat_std).transpose(1, 2)  # [B, 160, n]
 
@@ -100,8 +109,23 @@ class MotionNet(nn.Module):
         x = self.dropout(nn.functional.gelu(self.conv2(x)))
 
         y, h_new = self.gru(x.transpose(1, 2), h.unsqueeze(0).contiguous())
-        new_state = torch.cat([new_tail, new_buf1.reshape(b, -1), new_buf2.reshape(b, -1), h_new[0]], dim=1)
+        new_state = torch.cat([new_tail, new_buf1.reshape(b, -1), new_buf2.reshape(b, -1), h_new[0], norm], dim=1)
         return y, new_state
+
+    def _stream_norm(self, mel: Tensor, norm: Tensor) -> tuple[Tensor, Tensor]:
+        """mel [B, n_mels, T] less the stream's running mean deviation from the training spectrum.
+
+        A running sum rather than a decaying average, so it is a cumulative sum over time (one ONNX op, any
+        chunk length) and the same whether a stream comes in one call or in many. Frames far below the
+        training level (pauses, a quiet noise floor) do not count.
+        """
+        n_mels = mel.shape[1]
+        dev = mel - self.feat_mean[:n_mels, None]
+        gate = torch.sigmoid(2.0 * (dev.mean(dim=1, keepdim=True) - self.config.stream_norm_gate))  # [B, 1, T]
+        total = norm[:, :n_mels, None] + torch.cumsum(gate * dev, dim=2)
+        weight = norm[:, n_mels:, None] + torch.cumsum(gate, dim=2)
+        mel = mel - total / (weight + self.config.stream_norm_prior)
+        return mel, torch.cat([total[:, :, -1], weight[:, :, -1]], dim=1)
 
     def save(self, path: Path, **extra: object) -> None:
         torch.save({"config": asdict(self.config), "state_dict": self.state_dict(), **extra}, path)

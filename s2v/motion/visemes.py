@@ -98,6 +98,9 @@ PHONE_VISEMES: dict[str, tuple[str, ...]] = {
 
 SILENCE_PHONES: frozenset[str] = frozenset(p for p, v in PHONE_VISEMES.items() if v == ("rest",))
 BILABIAL_PHONES: frozenset[str] = frozenset(("p", "b", "m", "em"))
+# Vowels a viewer expects to see open, whoever speaks them; /iy uw ih uh/ may be spoken nearly closed.
+OPEN_VOWELS: frozenset[str] = frozenset(("aa", "ae", "ah", "ao", "aw", "ay", "eh", "ey"))
+ROUNDED_PHONES: frozenset[str] = frozenset(("uw", "w", "ow"))  # the lips round hardest in these
 
 # Decay time constant (s) of each channel's dominance after a phone; before it, ANTICIPATION times that.
 TAU: tuple[float, ...] = (0.050, 0.080, 0.015, 0.020, 0.050, 0.025)

