@@ -52,12 +52,18 @@ class AudioInlet:
         with self._lock:
             if self._end is None:
                 self._base, self._buffer = position, np.zeros(0, np.float32)
+            elif position - self._end > self.limit:
+                # The sender's timeline jumped ahead (a new RTP timestamp base, a hostile peer): start over on it
+                # rather than fill the distance with silence, which a jump of 2^31 samples would make gigabytes.
+                self._log.info("audio inlet: sender timeline jumped ahead %d samples; resynchronising",
+                               position - self._end)
+                self._resynchronise(position)
             elif self._cursor is not None and end <= self._cursor:
                 self.counters.late_samples += len(pcm)
                 if self._cursor - end > self.limit:  # the sender's timeline jumped back: start over on it
                     self._log.info("audio inlet: sender timeline jumped back %d samples; resynchronising",
                                    self._cursor - end)
-                    self._base, self._buffer, self._cursor, self._end = position, np.zeros(0, np.float32), None, None
+                    self._resynchronise(position)
                 else:
                     return
             start = max(position, self._base if self._cursor is None else self._cursor)
@@ -108,6 +114,10 @@ class AudioInlet:
             if self._end is None:
                 return 0
             return max(0, self._end - (self._cursor if self._cursor is not None else self._base))
+
+    def _resynchronise(self, position: int) -> None:
+        """Forget the old timeline; the next read sets the delay afresh on the new one."""
+        self._base, self._buffer, self._cursor, self._end = position, np.zeros(0, np.float32), None, None
 
     def _forget_before(self, position: int) -> None:
         if position > self._base:

@@ -95,3 +95,14 @@ def test_clear_forgets_buffered_speech():
     assert not audio.read().any()
     audio.push(ramp(5000, 1280), 5000)
     np.testing.assert_array_equal(audio.read(), ramp(6280 - DELAY, READ))
+
+
+def test_a_timeline_jump_ahead_resynchronises_without_filling_the_distance():
+    audio = inlet()
+    audio.push(ramp(0, 1280), 0)
+    audio.read()
+    far = 2**31  # a peer's RTP timestamp leaps forward: filling the gap would be 8 GiB of silence
+    audio.push(ramp(5000, 1280), far)  # (values small enough for float32 to tell apart)
+    assert audio._buffer.nbytes < 64 * 1024  # nothing grew toward the new position
+    np.testing.assert_array_equal(audio.read(), ramp(5000 + 1280 - DELAY, READ))  # the delay set afresh there
+    assert audio.depth_samples == DELAY - READ
