@@ -37,8 +37,8 @@ class OfferRequest:
 def parse_json(text: str | bytes) -> dict[str, Any]:
     try:
         body = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # bad syntax or encoding, a 5,000-digit number, 10^5 nested [
+        raise ApiError(400, f"request body is not valid JSON: {type(exc).__name__} {exc}"[:300]) from exc
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body

@@ -92,6 +92,8 @@ async def connect(url: str, *kinds: str) -> tuple[RTCPeerConnection, FrameCounte
     "body, words",
     [
         (b"{not json", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),  # the parser's recursion runs out
+        (b'{"sdp": ' + b"9" * 5000 + b"}", "not valid JSON"),  # beyond Python's int digit limit
         (b"[1, 2]", "JSON object"),
         (json.dumps({"type": "offer"}).encode(), 'missing "sdp"'),
         (json.dumps({"sdp": "hello, I am not an SDP", "type": "offer"}).encode(), "invalid SDP"),
