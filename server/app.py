@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from s2v.avatar import Avatar, AvatarConfig, AvatarError, AvatarStore
 from s2v.runtime.model import ExportedModel, ModelConfig
@@ -127,6 +129,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except ApiError as exc:
         log.info("%s %s refused: %d %s", request.method, request.path, exc.status, exc.message)
         return json_response(exc.as_json(), exc.status, exc.headers)
+    except (HttpProcessingError, RequestPayloadError) as exc:  # a body aiohttp cannot decode (gzip on plain bytes)
+        return json_response({"error": f"cannot read the request body: {exc}"[:300], "status": 400}, 400)
     except web.HTTPException as exc:
         if exc.empty_body:
             raise
@@ -180,10 +184,13 @@ async def upload_avatar(request: web.Request) -> web.Response:
         raise ApiError(413, f"upload of {request.content_length} bytes is larger than the limit of {limit} bytes")
     if request.content_type.startswith("multipart/"):
         data = None
-        async for part in await request.multipart():
-            if isinstance(part, BodyPartReader) and (part.filename or part.name in ("image", "photo", "file", "avatar")):
-                data = await _read_capped(_part_chunks(part), limit)
-                break
+        try:
+            async for part in await request.multipart():
+                if isinstance(part, BodyPartReader) and (part.filename or part.name in ("image", "photo", "file", "avatar")):
+                    data = await _read_capped(_part_chunks(part), limit)
+                    break
+        except (ValueError, AssertionError, LookupError) as exc:  # aiohttp's reader on a missing or empty boundary
+            raise ApiError(400, f"malformed multipart upload: {type(exc).__name__} {exc}"[:300]) from exc
         if data is None:
             raise ApiError(400, "multipart upload has no file part (name it image, photo, file or avatar)")
     else:

@@ -160,6 +160,19 @@ async def test_uploads_too_large_or_not_a_photo_are_refused(live_server):
     assert status == 400
 
 
+@pytest.mark.parametrize("path", ["/avatars", "/offer"])
+@pytest.mark.parametrize("headers, body", [
+    ({"Content-Type": "multipart/form-data"}, b"--x\r\n\r\n"),  # no boundary
+    ({"Content-Type": "multipart/form-data; boundary="}, b"--\r\n"),  # an empty one
+    ({"Content-Encoding": "gzip", "Content-Type": "application/json"}, b'{"sdp": "v=0"}'),  # not gzip at all
+])
+async def test_bodies_that_cannot_be_read_are_400(live_server, path, headers, body):
+    server = await live_server()
+    status, reply = await post(f"{server.url}{path}", data=body, headers=headers)
+    assert status == 400 and reply["error"]
+    assert (await health(server.url))["sessions"] == 0
+
+
 async def test_an_uploaded_photo_becomes_an_avatar_an_offer_can_name(live_server):
     server = await live_server()
     form = aiohttp.FormData()
