@@ -101,8 +101,10 @@ class Session:
                 self.log.warning("could not shorten aiortc's audio jitter buffer; expect 60 ms more latency")
         if offer.prompt:
             self.set_prompt(offer.prompt)
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:  # an offer aiortc took but cannot answer: a missing or doubled mid, BUNDLE, ...
+            raise ApiError(400, f"could not answer the offer: {type(exc).__name__}: {exc}") from exc
         self._spawn(self._watchdog())
         self.log.info("answered (%s, avatar %s)", "audio in" if offer.sends_audio else "no audio in: idling",
                       self.avatar.id)

@@ -110,6 +110,23 @@ async def test_bad_offers_are_400_with_a_reason(live_server, body, words):
     assert (await health(server.url))["sessions"] == 0
 
 
+@pytest.mark.parametrize("edit, expected", [
+    (lambda sdp: sdp.replace("a=mid:1", "a=mid:0"), 400),  # two m-lines, one mid
+    (lambda sdp: "\r\n".join(line for line in sdp.split("\r\n") if not line.startswith("a=mid")), 400),  # none
+    (lambda sdp: "\r\n".join(line for line in sdp.split("\r\n") if not line.startswith("a=group:BUNDLE")), 200),
+])
+async def test_offers_aiortc_cannot_answer_are_400_and_leave_nothing_behind(live_server, edit, expected):
+    server = await live_server()
+    pc = RTCPeerConnection(rtc_configuration())
+    sdp = edit(await offer_sdp(pc, "audio", "video"))
+    await pc.close()
+    status, reply = await post(f"{server.url}/offer", json={"sdp": sdp, "type": "offer"})
+    assert status == expected, reply  # aiortc answers an offer without BUNDLE (one transport per m-line)
+    if status == 400:
+        assert "answer the offer" in reply["error"]
+        assert await wait_for(lambda: _no_sessions(server.url), 5)
+
+
 async def test_an_offer_that_receives_no_video_is_refused(live_server):
     server = await live_server()
     pc = RTCPeerConnection(rtc_configuration())
