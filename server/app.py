@@ -19,7 +19,7 @@ import json
 import logging
 import signal
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +156,18 @@ async def healthz(request: web.Request) -> web.Response:
     })
 
 
+async def _body(request: web.Request, reading: Awaitable[bytes]) -> bytes:
+    """`reading` within the body timeout: a client that promises a body and never sends it holds nothing."""
+    seconds = request.app[SERVICE].config.body_timeout_s
+    try:
+        return await asyncio.wait_for(reading, seconds)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {seconds:g} s") from None
+
+
 async def offer(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    _, reply = await service.open_session(parse_json(await request.read()))
+    _, reply = await service.open_session(parse_json(await _body(request, request.read())))
     return json_response(reply)
 
 
@@ -177,24 +186,25 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _read_upload(request: web.Request, limit: int) -> bytes:
+    """The photo: the request body, or the file part of a multipart body, never more than `limit` bytes."""
+    if not request.content_type.startswith("multipart/"):
+        return await _read_capped(request.content.iter_chunked(UPLOAD_CHUNK), limit)
+    try:
+        async for part in await request.multipart():
+            if isinstance(part, BodyPartReader) and (part.filename or part.name in ("image", "photo", "file", "avatar")):
+                return await _read_capped(_part_chunks(part), limit)
+    except (ValueError, AssertionError, LookupError) as exc:  # aiohttp's reader on a missing or empty boundary
+        raise ApiError(400, f"malformed multipart upload: {type(exc).__name__} {exc}"[:300]) from exc
+    raise ApiError(400, "multipart upload has no file part (name it image, photo, file or avatar)")
+
+
 async def upload_avatar(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     limit = service.config.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"upload of {request.content_length} bytes is larger than the limit of {limit} bytes")
-    if request.content_type.startswith("multipart/"):
-        data = None
-        try:
-            async for part in await request.multipart():
-                if isinstance(part, BodyPartReader) and (part.filename or part.name in ("image", "photo", "file", "avatar")):
-                    data = await _read_capped(_part_chunks(part), limit)
-                    break
-        except (ValueError, AssertionError, LookupError) as exc:  # aiohttp's reader on a missing or empty boundary
-            raise ApiError(400, f"malformed multipart upload: {type(exc).__name__} {exc}"[:300]) from exc
-        if data is None:
-            raise ApiError(400, "multipart upload has no file part (name it image, photo, file or avatar)")
-    else:
-        data = await _read_capped(request.content.iter_chunked(UPLOAD_CHUNK), limit)
+    data = await _body(request, _read_upload(request, limit))
     if not data:
         raise ApiError(400, "empty upload: send the photo as the request body or as a multipart file")
     avatar = await service.add_avatar(data)

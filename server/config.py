@@ -29,6 +29,8 @@ class ServerConfig:
     peer_timeout_s: float = field(default=5.0, metadata={"help": "a connected peer not heard from (media or RTCP "
                                                                  "reports) this long is dropped"})
     max_upload_bytes: int = field(default=10_000_000, metadata={"help": "largest avatar photo accepted (413 above)"})
+    body_timeout_s: float = field(default=10.0, metadata={"help": "a request body (offer, photo) must arrive within "
+                                                                  "this long (408 after)"})
     playout_delay_ms: float = field(default=60.0, metadata={"help": "incoming audio buffered before it is rendered; "
                                                                     "absorbs network jitter"})
     render_margin_ms: float = field(default=40.0, metadata={"help": "time a frame has to render before it is due "

@@ -190,6 +190,19 @@ async def test_bodies_that_cannot_be_read_are_400(live_server, path, headers, bo
     assert (await health(server.url))["sessions"] == 0
 
 
+@pytest.mark.parametrize("path", ["/offer", "/avatars"])
+async def test_a_body_that_never_arrives_times_out_with_408(live_server, path):
+    server = await live_server(body_timeout_s=0.5)
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 1000\r\n\r\n{{\"sdp\": ".encode())  # ... and nothing more
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert b" 408 " in status_line
+
+
 async def test_an_uploaded_photo_becomes_an_avatar_an_offer_can_name(live_server):
     server = await live_server()
     form = aiohttp.FormData()
