@@ -167,6 +167,10 @@ async def _body(request: web.Request, reading: Awaitable[bytes]) -> bytes:
 
 async def offer(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
+    if request.content_type != "application/json":
+        # A page on another site may POST plain text or a form without asking; JSON needs a CORS preflight,
+        # which this server does not grant, so only its own page and API clients can start sessions.
+        raise ApiError(415, "send the offer as JSON (Content-Type: application/json)")
     _, reply = await service.open_session(parse_json(await _body(request, request.read())))
     return json_response(reply)
 

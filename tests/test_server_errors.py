@@ -177,17 +177,18 @@ async def test_uploads_too_large_or_not_a_photo_are_refused(live_server):
     assert status == 400
 
 
-@pytest.mark.parametrize("path", ["/avatars", "/offer"])
-@pytest.mark.parametrize("headers, body", [
-    ({"Content-Type": "multipart/form-data"}, b"--x\r\n\r\n"),  # no boundary
-    ({"Content-Type": "multipart/form-data; boundary="}, b"--\r\n"),  # an empty one
-    ({"Content-Encoding": "gzip", "Content-Type": "application/json"}, b'{"sdp": "v=0"}'),  # not gzip at all
+@pytest.mark.parametrize("headers, body, avatars, offer", [
+    ({"Content-Type": "multipart/form-data"}, b"--x\r\n\r\n", 400, 415),  # no boundary
+    ({"Content-Type": "multipart/form-data; boundary="}, b"--\r\n", 400, 415),  # an empty one
+    ({"Content-Encoding": "gzip", "Content-Type": "application/json"}, b'{"sdp": "v=0"}', 400, 400),  # not gzip
+    ({"Content-Type": "text/plain"}, b'{"sdp": "v=0"}', 422, 415),  # what a page on another site may send unasked
 ])
-async def test_bodies_that_cannot_be_read_are_400(live_server, path, headers, body):
+@pytest.mark.parametrize("path", ["/avatars", "/offer"])
+async def test_bodies_that_cannot_be_read_are_refused(live_server, path, headers, body, avatars, offer):
     server = await live_server()
     status, reply = await post(f"{server.url}{path}", data=body, headers=headers)
-    assert status == 400 and reply["error"]
-    assert (await health(server.url))["sessions"] == 0
+    assert status == (avatars if path == "/avatars" else offer), reply
+    assert reply["error"] and (await health(server.url))["sessions"] == 0
 
 
 @pytest.mark.parametrize("path", ["/offer", "/avatars"])
