@@ -46,6 +46,7 @@ class ClientConfig:
     avatar_id: str | None = field(default=None, metadata={"help": "avatar id from POST /avatars (default: the "
                                                                    "server's own avatar)"})
     prompt: str | None = field(default=None, metadata={"help": "style prompt, e.g. 'calm, nodding'"})
+    token: str | None = field(default=None, metadata={"help": "the server's --token, if it has one (S2V_TOKEN)"})
     tail_s: float = field(default=1.0, metadata={"help": "keep receiving this long after the audio has been sent"})
     connect_timeout_s: float = field(default=15.0, metadata={"help": "give up if the call is not up by then"})
 
@@ -162,7 +163,8 @@ async def call(config: ClientConfig) -> Call:
     pc = RTCPeerConnection(rtc_configuration())
     tasks: list[asyncio.Task] = []
     recorder: Mp4Recorder | None = None
-    async with aiohttp.ClientSession() as http:
+    headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+    async with aiohttp.ClientSession(headers=headers) as http:
         avatar_id = config.avatar_id
         if config.photo is not None:
             avatar_id = (await _post_json(http, f"{base}/avatars", data=config.photo.read_bytes()))["avatar"]

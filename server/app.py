@@ -15,6 +15,7 @@ Every error is JSON {"error": message, "status"} with the matching 4xx/5xx.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import signal
@@ -120,6 +121,23 @@ def describe(avatar: Avatar) -> dict[str, Any]:
 
 
 SERVICE = web.AppKey("service", AvatarService)
+
+
+_GUARDED = ("/offer", "/avatars", "/ws")
+
+
+@web.middleware
+async def token_check(request: web.Request, handler: Any) -> web.StreamResponse:
+    """With --token set, the endpoints that start work need it (a header, or ?token= where a browser's
+    WebSocket cannot send headers); the page, its scripts and /healthz stay open."""
+    token = request.app[SERVICE].config.token
+    if token and request.path in _GUARDED:
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else request.query.get("token", "")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise ApiError(401, "this server needs its token: 'Authorization: Bearer TOKEN' or ?token=TOKEN",
+                           headers={"WWW-Authenticate": "Bearer"})
+    return await handler(request)
 
 
 @web.middleware
@@ -303,7 +321,7 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
             raise SystemExit(f"--avatar {config.avatar}: {exc}") from exc
     else:
         default_avatar = store.builtin()
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[json_errors, token_check])
     app[SERVICE] = AvatarService(config, model, store, default_avatar)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)

@@ -29,6 +29,8 @@ class ServerConfig:
     peer_timeout_s: float = field(default=5.0, metadata={"help": "a connected peer not heard from (media or RTCP "
                                                                  "reports) this long is dropped"})
     max_upload_bytes: int = field(default=10_000_000, metadata={"help": "largest avatar photo accepted (413 above)"})
+    token: str | None = field(default=None, metadata={"help": "if set, /offer, /avatars and /ws need it, as "
+                                                              "'Authorization: Bearer TOKEN' or ?token=TOKEN (S2V_TOKEN)"})
     body_timeout_s: float = field(default=10.0, metadata={"help": "a request body (offer, photo) must arrive within "
                                                                   "this long (408 after)"})
     playout_delay_ms: float = field(default=60.0, metadata={"help": "incoming audio buffered before it is rendered; "

@@ -334,3 +334,27 @@ async def test_the_websocket_signals_controls_and_reports(live_server):
     await pc.close()
     assert len(frames.times) > 0
     assert np.all(np.diff(frames.times) >= 0)
+
+
+async def test_a_server_with_a_token_starts_nothing_without_it(live_server):
+    server = await live_server(token="s3cret")
+    bad_offer = {"sdp": "v=0 but not an SDP", "type": "offer"}
+    status, reply = await post(f"{server.url}/offer", json=bad_offer)
+    assert status == 401 and "token" in reply["error"]
+    status, _ = await post(f"{server.url}/offer", json=bad_offer, headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    status, _ = await post(f"{server.url}/avatars", data=b"not a photo")
+    assert status == 401
+    # With it, the request gets through to the checks behind (a 400 for the bad SDP, a 422 for the bad photo).
+    status, _ = await post(f"{server.url}/offer", json=bad_offer, headers={"Authorization": "Bearer s3cret"})
+    assert status == 400
+    status, _ = await post(f"{server.url}/avatars?token=s3cret", data=b"not a photo")
+    assert status == 422
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{server.url}/ws")
+        assert refused.value.status == 401
+        async with http.ws_connect(f"{server.url}/ws?token=s3cret") as ws:  # a browser's WebSocket sends no headers
+            await ws.send_json({"type": "stop"})
+        async with http.get(f"{server.url}/healthz") as response:
+            assert response.status == 200  # health stays open for load balancers

@@ -64,10 +64,14 @@ function waitForIce(peer) {
   });
 }
 
+// A server started with --token is opened as http://host:port/?token=TOKEN; the page passes it on.
+const token = new URLSearchParams(location.search).get("token");
+
 function openSocket() {
   return new Promise((resolve, reject) => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    const query = token ? `?token=${encodeURIComponent(token)}` : "";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
     socket.onopen = () => resolve(socket);
     socket.onerror = () => reject(new Error("cannot reach the server's websocket"));
   });
@@ -202,7 +206,8 @@ async function uploadPhoto() {
   if (!file) return;
   $("avatar-status").textContent = "preparing the photo…";
   try {
-    const response = await fetch("/avatars", { method: "POST", body: file, headers: { "Content-Type": file.type } });
+    const headers = { "Content-Type": file.type, ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+    const response = await fetch("/avatars", { method: "POST", body: file, headers });
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.statusText);
     avatarId = body.avatar;
