@@ -170,7 +170,7 @@ async def healthz(request: web.Request) -> web.Response:
         "sessions": len(service.sessions),
         "max_sessions": service.sessions.max_sessions,
         "provider": service.model.provider,
-        "live": [s.stats() for s in service.sessions],
+        "live": [{k: v for k, v in s.stats().items() if k != "session"} for s in service.sessions],  # no ids
     })
 
 

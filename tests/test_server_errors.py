@@ -226,6 +226,7 @@ async def test_a_video_only_peer_gets_the_idle_avatar(live_server):
         await asyncio.sleep(3.0)
         assert frames.in_last(1.0) >= 22
         (stats,) = (await health(server.url))["live"]
+        assert "session" not in stats  # a stranger learns no session ids
         assert stats["state"] == "idle" and stats["fps"] >= 22
     finally:
         await pc.close()
@@ -286,14 +287,14 @@ async def test_a_peer_that_vanishes_is_cleaned_up_while_another_keeps_streaming(
         vanished = (await asyncio.wait_for(peer.stdout.readline(), 20)).decode().strip()
 
         async def streaming() -> bool:
-            live = {s["session"]: s for s in (await health(server.url))["live"]}
+            live = {s.id: s.stats() for s in server.service.sessions}  # /healthz shows no session ids
             return live.get(vanished, {}).get("frames", 0) > 10
 
         assert await wait_for(streaming, 10)
         peer.send_signal(signal.SIGKILL)  # no BYE, no DTLS close: the peer is just gone
 
         async def gone() -> bool:
-            return [s["session"] for s in (await health(server.url))["live"]] == [steady_reply["session"]]
+            return [s.id for s in server.service.sessions] == [steady_reply["session"]]
 
         assert await wait_for(gone, 8)
         await asyncio.sleep(1.0)
