@@ -244,25 +244,29 @@ class Session:
         self.close_reason = reason
         self.state = "closing"
         self.log.info("closing: %s", reason)
-        self.render.stop()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.video_track.stop()
-        self.audio_track.stop()
         try:
-            await asyncio.wait_for(self.pc.close(), 5.0)
+            self.render.stop()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.video_track.stop()
+            self.audio_track.stop()
+            try:
+                await asyncio.wait_for(self.pc.close(), 5.0)
+            except Exception:
+                self.log.exception("peer connection did not close cleanly")
+            await asyncio.to_thread(self.render.join, 5.0)
         except Exception:
-            self.log.exception("peer connection did not close cleanly")
-        await asyncio.to_thread(self.render.join, 5.0)
-        self.state = "closed"
-        self.closed.set()
-        snapshot = self.metrics.snapshot()
-        self.log.info("closed after %.1f s: %d frames, %d late ticks, %d filled, render p50 %s ms, cpu %s",
-                      time.monotonic() - self.created, snapshot["frames"], snapshot["late"], snapshot["filled"],
-                      snapshot["render_ms_p50"], snapshot["render_cpu"])
-        self._on_closed(self)
+            self.log.exception("shutdown failed part-way; the session is forgotten all the same")
+        finally:  # whatever failed above, the session leaves the registry and its waiters are released
+            self.state = "closed"
+            self.closed.set()
+            snapshot = self.metrics.snapshot()
+            self.log.info("closed after %.1f s: %d frames, %d late ticks, %d filled, render p50 %s ms, cpu %s",
+                          time.monotonic() - self.created, snapshot["frames"], snapshot["late"], snapshot["filled"],
+                          snapshot["render_ms_p50"], snapshot["render_cpu"])
+            self._on_closed(self)
 
 
 class SessionRegistry:

@@ -359,3 +359,21 @@ async def test_a_server_with_a_token_starts_nothing_without_it(live_server):
             await ws.send_json({"type": "stop"})
         async with http.get(f"{server.url}/healthz") as response:
             assert response.status == 200  # health stays open for load balancers
+
+
+async def test_a_session_whose_shutdown_fails_still_leaves_the_registry(live_server):
+    server = await live_server()
+    pc, _, reply = await connect(server.url, "video")
+    try:
+        (session,) = list(server.service.sessions)
+
+        def broken() -> None:
+            raise RuntimeError("a track that fails to stop")
+
+        session.video_track.stop = broken
+        await asyncio.wait_for(session.close("test"), 10)
+        assert session.state == "closed" and len(server.service.sessions) == 0
+        status, _ = await post(f"{server.url}/offer", json={"sdp": "v=0", "type": "offer"})
+        assert status == 400  # admission works again: the failed session holds no slot
+    finally:
+        await pc.close()
