@@ -232,7 +232,14 @@ class Session:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        """A background task (audio pump, watchdog) that fails ends its session, saying why."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.log.error("%s failed: %s: %s", task.get_coro().__qualname__, type(exc).__name__, exc)
+            self.close(f"internal error in {task.get_coro().__qualname__}: {type(exc).__name__}")
 
     def close(self, reason: str) -> asyncio.Future:
         """End the session (idempotent); the future completes once everything is freed."""

@@ -377,3 +377,19 @@ async def test_a_session_whose_shutdown_fails_still_leaves_the_registry(live_ser
         assert status == 400  # admission works again: the failed session holds no slot
     finally:
         await pc.close()
+
+
+async def test_a_failed_background_task_ends_its_session_and_says_why(live_server):
+    server = await live_server()
+    pc, _, _ = await connect(server.url, "video")
+    try:
+        (session,) = list(server.service.sessions)
+
+        async def broken() -> float:
+            raise RuntimeError("stats went wrong")
+
+        session._last_report = broken  # the watchdog calls it about every second once the peer is live
+        assert await wait_for(lambda: _no_sessions(server.url), 5)
+        assert "_watchdog" in session.close_reason and "RuntimeError" in session.close_reason
+    finally:
+        await pc.close()
