@@ -70,6 +70,7 @@ class AvatarService:
         self.sessions = SessionRegistry(config.max_sessions)
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._preparing = asyncio.Semaphore(1)  # photo preparation is CPU-heavy: one at a time, off the loop
+        self._uploads = 0  # photos being prepared or waiting for their turn
 
     def find_avatar(self, avatar_id: str | None) -> Avatar:
         if avatar_id is None or avatar_id == self.default_avatar.id:
@@ -81,7 +82,7 @@ class AvatarService:
 
     async def open_session(self, body: dict[str, Any]) -> tuple[Session, dict[str, Any]]:
         offer = parse_offer(body)
-        avatar = self.find_avatar(offer.avatar)
+        avatar = await asyncio.to_thread(self.find_avatar, offer.avatar)  # a stored avatar is read from disk
         self.sessions.check_capacity()
         session = Session(self.config, self.model, avatar, on_closed=self.sessions.remove)
         self.sessions.add(session)
@@ -97,11 +98,17 @@ class AvatarService:
         return session, reply
 
     async def add_avatar(self, data: bytes) -> Avatar:
-        async with self._preparing:
-            try:
+        if self._uploads >= self.config.upload_queue:
+            raise ApiError(503, f"{self._uploads} photos are already being prepared; try again shortly",
+                           headers={"Retry-After": "5"})
+        self._uploads += 1
+        try:
+            async with self._preparing:
                 return await asyncio.to_thread(self.store.put, data)
-            except AvatarError as exc:
-                raise ApiError(422, f"unusable avatar photo: {exc}") from exc
+        except AvatarError as exc:
+            raise ApiError(422, f"unusable avatar photo: {exc}") from exc
+        finally:
+            self._uploads -= 1
 
 
 def describe(avatar: Avatar) -> dict[str, Any]:

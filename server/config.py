@@ -31,6 +31,7 @@ class ServerConfig:
     max_upload_bytes: int = field(default=10_000_000, metadata={"help": "largest avatar photo accepted (413 above)"})
     token: str | None = field(default=None, metadata={"help": "if set, /offer, /avatars and /ws need it, as "
                                                               "'Authorization: Bearer TOKEN' or ?token=TOKEN (S2V_TOKEN)"})
+    upload_queue: int = field(default=4, metadata={"help": "photos prepared or waiting at once; more get a 503"})
     body_timeout_s: float = field(default=10.0, metadata={"help": "a request body (offer, photo) must arrive within "
                                                                   "this long (408 after)"})
     playout_delay_ms: float = field(default=60.0, metadata={"help": "incoming audio buffered before it is rendered; "

@@ -393,3 +393,23 @@ async def test_a_failed_background_task_ends_its_session_and_says_why(live_serve
         assert "_watchdog" in session.close_reason and "RuntimeError" in session.close_reason
     finally:
         await pc.close()
+
+
+async def test_uploads_beyond_the_queue_are_503_and_the_loop_keeps_answering(live_server):
+    import io
+
+    from PIL import Image
+
+    server = await live_server(upload_queue=2)
+    photo = Image.open(BUILTIN_PHOTO)
+    photos = []
+    for quality in (90, 85, 80, 75):  # four different files: each is prepared afresh
+        buffer = io.BytesIO()
+        photo.save(buffer, "JPEG", quality=quality)
+        photos.append(buffer.getvalue())
+    uploads = [asyncio.ensure_future(post(f"{server.url}/avatars", data=p)) for p in photos]
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    assert (await health(server.url))["ok"] and time.monotonic() - started < 0.5  # preparation is off the loop
+    statuses = sorted(status for status, _ in await asyncio.gather(*uploads))
+    assert statuses == [200, 200, 503, 503], statuses
