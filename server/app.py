@@ -67,7 +67,7 @@ class AvatarService:
         self.model = model
         self.store = store
         self.default_avatar = default_avatar
-        self.sessions = SessionRegistry(config.max_sessions)
+        self.sessions = SessionRegistry(config.max_sessions, config.max_connecting)
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._preparing = asyncio.Semaphore(1)  # photo preparation is CPU-heavy: one at a time, off the loop
         self._uploads = 0  # photos being prepared or waiting for their turn
@@ -84,7 +84,8 @@ class AvatarService:
         offer = parse_offer(body)
         avatar = await asyncio.to_thread(self.find_avatar, offer.avatar)  # a stored avatar is read from disk
         self.sessions.check_capacity()
-        session = Session(self.config, self.model, avatar, on_closed=self.sessions.remove)
+        session = Session(self.config, self.model, avatar, on_closed=self.sessions.remove,
+                          may_go_live=self.sessions.may_go_live)
         self.sessions.add(session)
         try:
             answer = await session.answer(offer)

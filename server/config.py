@@ -24,6 +24,9 @@ class ServerConfig:
                                                        "~9 ms at 1280x720, per session)"})
     max_sessions: int = field(default=2, metadata={"help": "live sessions at once; more are refused with 503 "
                                                            "(each takes about one core)"})
+    max_connecting: int = field(default=4, metadata={"help": "offers still waiting for their peer to connect, apart "
+                                                             "from --max-sessions (abandoned offers cannot lock out "
+                                                             "live users)"})
     session_time_limit_s: float = field(default=600.0, metadata={"help": "a session is ended after this long"})
     connect_timeout_s: float = field(default=15.0, metadata={"help": "a peer that has not connected by then is dropped"})
     peer_timeout_s: float = field(default=5.0, metadata={"help": "a connected peer not heard from (media or RTCP "
@@ -43,7 +46,7 @@ class ServerConfig:
     stats_interval_s: float = field(default=1.0, metadata={"help": "seconds between stats events on /ws"})
 
     def __post_init__(self) -> None:
-        if self.max_sessions < 1:
-            raise ValueError("max_sessions must be at least 1")
+        if self.max_sessions < 1 or self.max_connecting < 1:
+            raise ValueError("max_sessions and max_connecting must be at least 1")
         if self.width % 2 or self.height % 2 or min(self.width, self.height) < 64:
             raise ValueError("width and height must be even and at least 64 (the encoders use 4:2:0)")

@@ -44,7 +44,7 @@ class SessionLog(logging.LoggerAdapter):
 
 class Session:
     def __init__(self, config: ServerConfig, model: ExportedModel, avatar: Avatar,
-                 on_closed: Callable[[Session], None]) -> None:
+                 on_closed: Callable[[Session], None], may_go_live: Callable[[], bool] = lambda: True) -> None:
         self.id = secrets.token_hex(4)
         self.log = SessionLog(log, {"session": self.id})
         self.config = config
@@ -55,6 +55,7 @@ class Session:
         self.closed = asyncio.Event()
         self.metrics = SessionMetrics()
         self._on_closed = on_closed
+        self._may_go_live = may_go_live  # asked when the peer connects: live sessions have their own cap
         contract = model.contract
         spec = contract.audio
         self._rate = spec.sample_rate
@@ -121,6 +122,9 @@ class Session:
         state = self.pc.connectionState
         self.log.info("peer connection %s", state)
         if state == "connected" and self.state == "connecting":
+            if not self._may_go_live():
+                self.close("the server reached its live-session limit while this peer was connecting")
+                return
             self.state = "live"
             self._last_heard = time.monotonic()
             self.clock.begin()
@@ -277,10 +281,16 @@ class Session:
 
 
 class SessionRegistry:
-    """The live sessions, with admission control: a full server refuses with a readable 503."""
+    """The sessions, with admission control: a full server refuses with a readable 503.
 
-    def __init__(self, max_sessions: int) -> None:
+    Live sessions and sessions still connecting have separate caps, so offers that are never followed by a
+    connection (abandoned, or an attacker's) cannot lock out people who do connect: they wait out
+    `--connect-timeout-s` in their own slots.
+    """
+
+    def __init__(self, max_sessions: int, max_connecting: int) -> None:
         self.max_sessions = max_sessions
+        self.max_connecting = max_connecting
         self._sessions: dict[str, Session] = {}
 
     def __len__(self) -> int:
@@ -289,10 +299,20 @@ class SessionRegistry:
     def __iter__(self):
         return iter(list(self._sessions.values()))
 
+    def _live(self) -> int:
+        return sum(s.state != "connecting" for s in self._sessions.values())
+
+    def may_go_live(self) -> bool:
+        return self._live() < self.max_sessions  # the session asking is still "connecting": not counted
+
     def check_capacity(self) -> None:
-        if len(self._sessions) >= self.max_sessions:
-            raise ApiError(503, f"the server is at capacity ({len(self._sessions)} of {self.max_sessions} sessions "
-                                "live); try again when one ends", headers={"Retry-After": "5"})
+        live, connecting = self._live(), len(self._sessions) - self._live()
+        if live >= self.max_sessions:
+            raise ApiError(503, f"the server is at capacity ({live} of {self.max_sessions} sessions live); try "
+                                "again when one ends", headers={"Retry-After": "5"})
+        if connecting >= self.max_connecting:
+            raise ApiError(503, f"{connecting} offers are still connecting; try again in a few seconds",
+                           headers={"Retry-After": "5"})
 
     def add(self, session: Session) -> None:
         self.check_capacity()

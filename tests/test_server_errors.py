@@ -163,6 +163,44 @@ async def test_a_full_server_refuses_with_503_and_recovers(live_server):
     await third.close()
 
 
+async def test_abandoned_offers_do_not_lock_out_a_peer_that_connects(live_server):
+    server = await live_server(max_sessions=1, max_connecting=3)
+    abandoned = []
+    for _ in range(2):  # answered, then never connected: they wait out the connect timeout in their own slots
+        pc = RTCPeerConnection(rtc_configuration())
+        status, _ = await post(f"{server.url}/offer", json={"sdp": await offer_sdp(pc, "video"), "type": "offer"})
+        assert status == 200
+        abandoned.append(pc)
+    real, frames, _ = await connect(server.url, "video")  # with one cap for both, this was a 503
+    late = RTCPeerConnection(rtc_configuration())
+    try:
+        await asyncio.sleep(1.5)
+        assert frames.in_last(1.0) >= 20
+        status, reply = await post(f"{server.url}/offer", json={"sdp": await offer_sdp(late, "video"), "type": "offer"})
+        assert status == 503 and "capacity" in reply["error"]  # the live cap still holds
+    finally:
+        for pc in (real, late, *abandoned):
+            await pc.close()
+
+
+def test_sessions_still_connecting_have_a_cap_of_their_own():
+    from types import SimpleNamespace
+
+    from s2v.server.session import SessionRegistry
+
+    registry = SessionRegistry(max_sessions=2, max_connecting=2)
+    for i in range(2):
+        registry.add(SimpleNamespace(id=f"c{i}", state="connecting"))
+    with pytest.raises(Exception, match="still connecting"):
+        registry.add(SimpleNamespace(id="c2", state="connecting"))
+    assert registry.may_go_live()
+    registry._sessions["c0"].state = "live"
+    registry._sessions["c1"].state = "live"
+    assert not registry.may_go_live()  # a third peer that connects now is turned away
+    with pytest.raises(Exception, match="capacity"):
+        registry.add(SimpleNamespace(id="c3", state="connecting"))
+
+
 async def _no_sessions(url: str) -> bool:
     return (await health(url))["sessions"] == 0
 
