@@ -32,12 +32,19 @@ def _parse(kind: Any, text: str) -> Any:
         if text == "" or text.lower() == "none":
             return None
         return _parse(inner[0], text)
+    if _is_list(kind):  # a comma-separated list: "--allowed-origins https://a.example,https://b.example"
+        return tuple(part.strip() for part in text.split(",") if part.strip())
     raise TypeError(f"no parser for {kind}")
 
 
+def _is_list(kind: Any) -> bool:
+    return typing.get_origin(kind) is tuple and typing.get_args(kind) == (str, ...)
+
+
 def _settable(kind: Any) -> bool:
-    """Scalars and optional scalars become flags; nested dataclasses and tuples keep their defaults."""
-    if kind in (bool, int, float, str, Path):
+    """Scalars, optional scalars and lists of strings become flags; nested dataclasses and other tuples keep
+    their defaults."""
+    if kind in (bool, int, float, str, Path) or _is_list(kind):
         return True
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(kind) if a is not type(None)]

@@ -22,6 +22,7 @@ import signal
 import weakref
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import numpy as np
@@ -242,8 +243,18 @@ async def upload_avatar(request: web.Request) -> web.Response:
     return json_response({"avatar": avatar.id, **describe(avatar)})
 
 
+def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """A browser opens a websocket for any page, from any site, and says which in Origin: only the server's own
+    page and the allowed origins may drive sessions. Clients that are not browsers send no Origin."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin in allowed or urlsplit(origin).netloc == request.host:
+        return
+    raise ApiError(403, f"pages from {origin} may not open this server's websocket (see --allowed-origins)")
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     service = request.app[SERVICE]
+    _check_origin(request, service.config.allowed_origins)
     ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=1 << 20)
     await ws.prepare(request)
     service.sockets.add(ws)

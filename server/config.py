@@ -35,6 +35,9 @@ class ServerConfig:
     token: str | None = field(default=None, metadata={"help": "if set, /offer, /avatars and /ws need it, as "
                                                               "'Authorization: Bearer TOKEN' or ?token=TOKEN (S2V_TOKEN)"})
     upload_queue: int = field(default=4, metadata={"help": "photos prepared or waiting at once; more get a 503"})
+    allowed_origins: tuple[str, ...] = field(default=(), metadata={
+        "help": "web origins besides the server's own whose pages may open /ws (e.g. https://app.example.com); "
+                "browsers let any page open a websocket, so others are refused with 403"})
     body_timeout_s: float = field(default=10.0, metadata={"help": "a request body (offer, photo) must arrive within "
                                                                   "this long (408 after)"})
     playout_delay_ms: float = field(default=60.0, metadata={"help": "incoming audio buffered before it is rendered; "

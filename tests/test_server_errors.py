@@ -451,3 +451,14 @@ async def test_uploads_beyond_the_queue_are_503_and_the_loop_keeps_answering(liv
     assert (await health(server.url))["ok"] and time.monotonic() - started < 0.5  # preparation is off the loop
     statuses = sorted(status for status, _ in await asyncio.gather(*uploads))
     assert statuses == [200, 200, 503, 503], statuses
+
+
+async def test_pages_from_other_sites_cannot_open_the_websocket(live_server):
+    server = await live_server(allowed_origins=("https://app.example.com",))
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{server.url}/ws", headers={"Origin": "https://evil.example.net"})
+        assert refused.value.status == 403
+        for origin in (server.url, "https://app.example.com", None):  # its own page, an allowed site, no browser
+            async with http.ws_connect(f"{server.url}/ws", headers={"Origin": origin} if origin else {}) as ws:
+                await ws.send_json({"type": "stop"})
