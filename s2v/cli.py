@@ -148,7 +148,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
 
 # Subcommands whose config dataclasses import torch: (handler, help, module, config class name).
 _TORCH_COMMANDS = {
-    "train": (_train, "train the motion network from synthesized speech (needs the train extra)",
+    "train": (_train, "train the motion network from synthesized and recorded speech (needs the train extra)",
               "s2v.training.train", "TrainConfig"),
     "export": (_export, "export the ONNX graph and check it against torch", "s2v.export", "ExportConfig"),
     "eval": (_eval, "lip-sync metrics on the held-out voice, or on any WAV with a phone alignment",

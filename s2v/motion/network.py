@@ -34,9 +34,10 @@ class MotionNetConfig:
     lookahead_frames: int = CONTRACT.lookahead_frames
     # Per-stream spectral normalisation: subtract the stream's own mean log-mel spectrum over its louder frames,
     # carried in the state, so a microphone's or a throat's colour is taken out before the network sees it.
-    stream_norm: bool = False
+    stream_norm: bool = True
     stream_norm_prior: float = 50.0  # frames of 10 ms: the mean starts at the training mean and moves as speech comes
     stream_norm_gate: float = -3.0  # log-power below the training mean (about 13 dB) where frames stop counting
+    stream_norm_horizon: float = 3000.0  # frames: past 30 s of speech the mean forgets, so a new voice is followed
 
 
 class MotionNet(nn.Module):
@@ -116,8 +117,9 @@ class MotionNet(nn.Module):
         """mel [B, n_mels, T] less the stream's running mean deviation from the training spectrum.
 
         A running sum rather than a decaying average, so it is a cumulative sum over time (one ONNX op, any
-        chunk length) and the same whether a stream comes in one call or in many. Frames far below the
-        training level (pauses, a quiet noise floor) do not count.
+        chunk length) and the same whether a stream comes in one call or in many; past `stream_norm_horizon`
+        frames of weight, the carried sums are scaled down after each call. Frames far below the training level
+        (pauses, a quiet noise floor) do not count.
         """
         n_mels = mel.shape[1]
         dev = mel - self.feat_mean[:n_mels, None]
@@ -125,7 +127,8 @@ class MotionNet(nn.Module):
         total = norm[:, :n_mels, None] + torch.cumsum(gate * dev, dim=2)
         weight = norm[:, n_mels:, None] + torch.cumsum(gate, dim=2)
         mel = mel - total / (weight + self.config.stream_norm_prior)
-        return mel, torch.cat([total[:, :, -1], weight[:, :, -1]], dim=1)
+        carried = torch.cat([total[:, :, -1], weight[:, :, -1]], dim=1)
+        return mel, carried * torch.clamp(self.config.stream_norm_horizon / (weight[:, :, -1] + 1e-6), max=1.0)
 
     def save(self, path: Path, **extra: object) -> None:
         torch.save({"config": asdict(self.config), "state_dict": self.state_dict(), **extra}, path)
@@ -133,7 +136,7 @@ class MotionNet(nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> "MotionNet":
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        net = cls(MotionNetConfig(**ckpt["config"]))
+        net = cls(MotionNetConfig(**{"stream_norm": False, **ckpt["config"]}))  # checkpoints from before it
         net.load_state_dict(ckpt["state_dict"])
         net.eval()
         log.info("loaded MotionNet from %s (state_size=%d)", path, net.state_size)

@@ -51,7 +51,7 @@ LANGUAGE_PHONES: dict[str, dict[str, tuple[str, ...]]] = {
     **{lang: {"a": ("aa",), "i": ("iy",)} for lang in ("es", "fr", "it")},
     "ru": {"a": ("aa",), "i": ("iy",), "y": ("ih",)},  # Russian y is an unrounded /ɨ/
 }
-_MARKS = re.compile(r"^[',]+|[:;]+$")
+_MARKS = re.compile(r"^[',]+|[:;|]+$")
 STOPS = frozenset(("p", "b", "t", "d", "k", "g", "ch", "jh"))
 
 

@@ -1,6 +1,6 @@
-"""Train MotionNet from scratch on synthesised speech: `s2v train` or `python -m s2v.training.train`.
+"""Train MotionNet from scratch on synthesised and recorded speech: `s2v train` or `python -m s2v.training.train`.
 
-Training clips are joined into one long stream with random silences between them; each batch
+Training clips (synthesised sentences, and recorded people's prompts in four languages) are joined into one long stream with random silences between them; each batch
 takes random crops of it at a random speaking rate, degrades them (s2v.training.augment) and
 runs them through the same streaming forward pass the exported graph uses, from a zero state.
 Targets come from the phone timings (s2v.motion.visemes), shifted by the look-ahead.
@@ -61,6 +61,7 @@ class TrainConfig:
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
     contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
     round_weight: float = 1.0  # extra weight on lip_spread where the lips should be rounded (target < -0.4)
+    silence_weight: float = 2.0  # extra weight where nobody speaks (speech target ~0): a still mouth in pauses
     phone_weight: float = 0.05  # auxiliary phone classification from the GRU outputs (training only)
     threads: int = field(default=1, metadata={"help": "torch threads; batches are made on one more thread"})
     out: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
@@ -152,13 +153,16 @@ def feature_stats(net: MotionNet, sampler: CropSampler, crops: int = 96) -> tupl
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """Weighted MSE; lips that should be closed (p/b/m) or tucked (f/v) weigh extra, whatever the loudness, and
-    so do rounded lips, which the synthetic voices' spread vowels would otherwise average away."""
+    so do rounded lips, which the synthetic voices' spread vowels would otherwise average away, and pauses,
+    where recorded people's breaths and noise floors otherwise leave the jaw ajar."""
     w = torch.tensor(cfg.channel_weights).expand_as(target).clone()
     for name in ("lip_closure", "lip_tuck"):
         c = MOTION_CHANNELS.index(name)
         w[..., c] = w[..., c] * (1 + cfg.contact_weight * (target[..., c] > 0.5).float())
     s = MOTION_CHANNELS.index("lip_spread")
     w[..., s] = w[..., s] * (1 + cfg.round_weight * (target[..., s] < -0.4).float())
+    quiet = (target[..., MOTION_CHANNELS.index("speech")] < 0.05).float().unsqueeze(-1)
+    w = w * (1 + cfg.silence_weight * quiet)
     w = w * mask
     return (w * (pred - target) ** 2).sum() / w.sum()
 
