@@ -38,11 +38,11 @@ class SessionClock:
 
     async def started(self) -> float:
         await self._started.wait()
-        assert self.start is not None
-        return self.start
+        return self.tick_time(0)
 
     def tick_time(self, k: int) -> float:
-        assert self.start is not None
+        if self.start is None:
+            raise RuntimeError("the session clock has not begun (the peer is not connected yet)")
         return self.start + k * self.period
 
     def release_time(self, index: int) -> float:

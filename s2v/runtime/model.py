@@ -72,8 +72,9 @@ class ExportedModel:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance by len(audio) / samples_per_frame frames; returns (frames, motion, new_state)."""
         n = len(audio) // self.contract.audio.samples_per_frame
-        assert controls.shape == (n, len(CONTROL_CHANNELS)), controls.shape
+        if controls.shape != (n, len(CONTROL_CHANNELS)):
+            raise ValueError(f"controls must be [{n}, {len(CONTROL_CHANNELS)}] for {len(audio)} samples, "
+                             f"not {list(controls.shape)}")
         feeds = {"audio": audio, "state": state, "controls": controls, **avatar_inputs}
         frames, motion, new_state = self.session.run(None, feeds)
-        assert motion.shape == (n, len(MOTION_CHANNELS))
         return frames, motion, new_state
