@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from s2v.contract import CONTROL_CHANNELS, CONTRACT, INPUT_NAMES, MOTION_CHANNELS, OUTPUT_NAMES
+from s2v.contract import CONTROL_CHANNELS, CONTRACT, INPUT_NAMES, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 
