@@ -15,14 +15,12 @@ Every error is JSON {"error": message, "status"} with the matching 4xx/5xx.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import signal
 import weakref
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
 
 import numpy as np
@@ -32,7 +30,9 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from s2v.avatar import Avatar, AvatarConfig, AvatarError, AvatarStore
 from s2v.runtime.model import ExportedModel, ModelConfig
+from s2v.server.access import ROUTES, check_origin, token_check
 from s2v.server.config import ServerConfig
+from s2v.server.prometheus import CONTENT_TYPE, ServerMetrics
 from s2v.server.session import Session, SessionRegistry
 from s2v.server.signalling import MAX_PROMPT_CHARS, ApiError, parse_json, parse_offer
 
@@ -69,6 +69,7 @@ class AvatarService:
         self.store = store
         self.default_avatar = default_avatar
         self.sessions = SessionRegistry(config.max_sessions, config.max_connecting)
+        self.metrics = ServerMetrics(self.sessions)
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._preparing = asyncio.Semaphore(1)  # photo preparation is CPU-heavy: one at a time, off the loop
         self._uploads = 0  # photos being prepared or waiting for their turn
@@ -85,8 +86,7 @@ class AvatarService:
         offer = parse_offer(body)
         avatar = await asyncio.to_thread(self.find_avatar, offer.avatar)  # a stored avatar is read from disk
         self.sessions.check_capacity()
-        session = Session(self.config, self.model, avatar, on_closed=self.sessions.remove,
-                          may_go_live=self.sessions.may_go_live)
+        session = Session(self.config, self.model, avatar, on_closed=self._ended, may_go_live=self.sessions.may_go_live)
         self.sessions.add(session)
         try:
             answer = await session.answer(offer)
@@ -96,8 +96,13 @@ class AvatarService:
         except Exception:
             await session.close("negotiation failed")
             raise
+        self.metrics.admitted += 1
         reply = {"sdp": answer.sdp, "type": answer.type, "session": session.id, "avatar": describe(avatar)}
         return session, reply
+
+    def _ended(self, session: Session) -> None:
+        self.sessions.remove(session)
+        self.metrics.ended(session)
 
     async def add_avatar(self, data: bytes) -> Avatar:
         if self._uploads >= self.config.upload_queue:
@@ -132,29 +137,13 @@ def describe(avatar: Avatar) -> dict[str, Any]:
 SERVICE = web.AppKey("service", AvatarService)
 
 
-_GUARDED = ("/offer", "/avatars", "/ws")
-
-
-@web.middleware
-async def token_check(request: web.Request, handler: Any) -> web.StreamResponse:
-    """With --token set, the endpoints that start work need it (a header, or ?token= where a browser's
-    WebSocket cannot send headers); the page, its scripts and /healthz stay open."""
-    token = request.app[SERVICE].config.token
-    if token and request.path in _GUARDED:
-        header = request.headers.get("Authorization", "")
-        given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else request.query.get("token", "")
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise ApiError(401, "this server needs its token: 'Authorization: Bearer TOKEN' or ?token=TOKEN",
-                           headers={"WWW-Authenticate": "Bearer"})
-    return await handler(request)
-
-
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
         log.info("%s %s refused: %d %s", request.method, request.path, exc.status, exc.message)
+        request.app[SERVICE].metrics.refused(request.path if request.path in ROUTES else "other", exc.status)
         return json_response(exc.as_json(), exc.status, exc.headers)
     except (HttpProcessingError, RequestPayloadError) as exc:  # a body aiohttp cannot decode (gzip on plain bytes)
         return json_response({"error": f"cannot read the request body: {exc}"[:300], "status": 400}, 400)
@@ -190,6 +179,20 @@ async def _body(request: web.Request, reading: Awaitable[bytes]) -> bytes:
         return await asyncio.wait_for(reading, seconds)
     except asyncio.TimeoutError:
         raise ApiError(408, f"the request body did not arrive within {seconds:g} s") from None
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 while this server would admit one more session, else 503: for a load balancer choosing a server."""
+    try:
+        request.app[SERVICE].sessions.check_capacity()
+    except ApiError as exc:
+        return json_response({"ready": False, "reason": exc.message}, 503)
+    return json_response({"ready": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[SERVICE].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def offer(request: web.Request) -> web.Response:
@@ -243,18 +246,9 @@ async def upload_avatar(request: web.Request) -> web.Response:
     return json_response({"avatar": avatar.id, **describe(avatar)})
 
 
-def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
-    """A browser opens a websocket for any page, from any site, and says which in Origin: only the server's own
-    page and the allowed origins may drive sessions. Clients that are not browsers send no Origin."""
-    origin = request.headers.get("Origin")
-    if origin is None or origin in allowed or urlsplit(origin).netloc == request.host:
-        return
-    raise ApiError(403, f"pages from {origin} may not open this server's websocket (see --allowed-origins)")
-
-
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     service = request.app[SERVICE]
-    _check_origin(request, service.config.allowed_origins)
+    check_origin(request, service.config.allowed_origins)
     ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=1 << 20)
     await ws.prepare(request)
     service.sockets.add(ws)
@@ -340,10 +334,12 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
             raise SystemExit(f"--avatar {config.avatar}: {exc}") from exc
     else:
         default_avatar = store.builtin()
-    app = web.Application(middlewares=[json_errors, token_check])
+    app = web.Application(middlewares=[json_errors, token_check(config.token)])
     app[SERVICE] = AvatarService(config, model, store, default_avatar)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/offer", offer)
     app.router.add_post("/avatars", upload_avatar)
     app.router.add_get("/ws", websocket)

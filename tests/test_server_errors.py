@@ -462,3 +462,40 @@ async def test_pages_from_other_sites_cannot_open_the_websocket(live_server):
         for origin in (server.url, "https://app.example.com", None):  # its own page, an allowed site, no browser
             async with http.ws_connect(f"{server.url}/ws", headers={"Origin": origin} if origin else {}) as ws:
                 await ws.send_json({"type": "stop"})
+
+
+async def test_metrics_and_readiness_follow_the_sessions(live_server):
+    server = await live_server(max_sessions=1)
+
+    async def scrape() -> dict[str, float]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/metrics") as response:
+                assert response.status == 200 and response.content_type == "text/plain"
+                text = await response.text()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line and not line.startswith("#")}
+
+    async def ready() -> int:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/readyz") as response:
+                return response.status
+
+    assert await ready() == 200
+    pc, frames, _ = await connect(server.url, "video")
+    refused = RTCPeerConnection(rtc_configuration())
+    try:
+        await asyncio.sleep(1.5)
+        status, _ = await post(f"{server.url}/offer", json={"sdp": await offer_sdp(refused, "video"), "type": "offer"})
+        assert status == 503 and await ready() == 503
+        live = await scrape()
+        assert live['s2v_sessions{state="live"}'] == 1 and live["s2v_sessions_admitted_total"] == 1
+        assert live['s2v_refusals_total{route="/offer",status="503"}'] == 1
+        assert live["s2v_frames_total"] >= 20 and live["s2v_fps_min"] >= 20
+        assert live["process_cpu_seconds_total"] > 0
+    finally:
+        await pc.close()
+        await refused.close()
+    assert await wait_for(lambda: _no_sessions(server.url), 5)
+    after = await scrape()
+    assert after['s2v_sessions{state="live"}'] == 0 and await ready() == 200
+    assert after["s2v_frames_total"] >= live["s2v_frames_total"]  # the ended session's frames still count

@@ -1,0 +1,70 @@
+"""Prometheus metrics of the whole server, for `GET /metrics`: sessions, refusals, frames, render time, CPU.
+
+Per-session numbers live in s2v.server.metrics and are summed here when Prometheus scrapes, so the render
+threads pay nothing for it. Counters of frames add the sessions that have ended to the live ones, so they only
+ever grow, as Prometheus expects of a counter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from s2v.server.session import Session, SessionRegistry
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_FRAME_COUNTS = {"frames": "video frames sent", "late": "render ticks that started late",
+                 "filled": "releases with no fresh frame (picture repeated)", "dropped": "rendered frames discarded"}
+
+
+class ServerMetrics:
+    """What /metrics reports; `refused` and `ended` are called by the routes and the sessions."""
+
+    def __init__(self, sessions: SessionRegistry) -> None:
+        self.sessions = sessions
+        self.refusals: Counter[tuple[str, int]] = Counter()  # (route, HTTP status)
+        self.admitted = 0
+        self.ended_counts: Counter[str] = Counter()
+        self.registry = CollectorRegistry()
+        self.registry.register(ProcessCollector(registry=None))  # CPU seconds, resident memory, open files
+        self.registry.register(self)
+
+    def refused(self, route: str, status: int) -> None:
+        self.refusals[(route, status)] += 1
+
+    def ended(self, session: Session) -> None:
+        for key, count in session.metrics.snapshot().items():
+            if key in _FRAME_COUNTS:
+                self.ended_counts[key] += int(count or 0)
+
+    def collect(self) -> Iterator[Metric]:
+        live = list(self.sessions)
+        states = Counter("connecting" if s.state == "connecting" else "live" for s in live)
+        sessions = GaugeMetricFamily("s2v_sessions", "sessions by state", labels=["state"])
+        for state in ("connecting", "live"):
+            sessions.add_metric([state], states[state])
+        yield sessions
+        yield GaugeMetricFamily("s2v_max_sessions", "live sessions this server admits", value=self.sessions.max_sessions)
+        yield CounterMetricFamily("s2v_sessions_admitted", "offers answered", value=self.admitted)
+        refusals = CounterMetricFamily("s2v_refusals", "requests refused, by route and HTTP status",
+                                       labels=["route", "status"])
+        for (route, status), count in sorted(self.refusals.items()):
+            refusals.add_metric([route, str(status)], count)
+        yield refusals
+        snapshots = [s.metrics.snapshot() for s in live]
+        for key, text in _FRAME_COUNTS.items():
+            total = self.ended_counts[key] + sum(int(snap[key] or 0) for snap in snapshots)
+            yield CounterMetricFamily(f"s2v_{key}", text, value=total)
+        fps = [snap["fps"] for snap in snapshots]
+        yield GaugeMetricFamily("s2v_fps_min", "lowest frame rate of the live sessions over the last second",
+                                value=min(fps) if fps else 0.0)
+        render = [snap["render_ms_p95"] for snap in snapshots if snap["render_ms_p95"] is not None]
+        yield GaugeMetricFamily("s2v_render_ms_p95_max", "worst 95th-percentile render time of the live sessions",
+                                value=max(render) if render else 0.0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
