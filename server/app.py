@@ -362,13 +362,30 @@ async def _serve(app: web.Application, config: ServerConfig) -> None:
         await web.TCPSite(runner, config.host, config.port).start()
         host, port = runner.addresses[0][:2]
         service = app[SERVICE]
-        print(f"s2v serving on http://{host}:{port}/ ({service.model.provider}, up to {config.max_sessions} "
-              f"sessions, default avatar {service.default_avatar.id})", flush=True)
-        stop = asyncio.Event()
+        signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("stopping")
+            loop.add_signal_handler(sig, signals.put_nowait, sig)
+        print(f"s2v serving on http://{host}:{port}/ ({service.model.provider}, up to {config.max_sessions} "
+              f"sessions, default avatar {service.default_avatar.id})", flush=True)
+        await signals.get()
+        await _drain(service, signals, config.drain_timeout_s)
     finally:
         await runner.cleanup()
+
+
+async def _drain(service: AvatarService, signals: asyncio.Queue, timeout_s: float) -> None:
+    """Stop admitting; let the live sessions go on until they end, `timeout_s` passes or a second signal comes."""
+    service.sessions.draining = True
+    log.info("draining: no new sessions; %d live ones may go on for up to %g s", len(service.sessions), timeout_s)
+    ended = asyncio.ensure_future(_all_ended(service.sessions))
+    again = asyncio.ensure_future(signals.get())
+    await asyncio.wait([ended, again], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in (ended, again):
+        waiter.cancel()
+    log.info("stopping (%d sessions still live are closed)", len(service.sessions))
+
+
+async def _all_ended(sessions: SessionRegistry) -> None:
+    while len(sessions):
+        await asyncio.sleep(0.2)

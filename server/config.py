@@ -38,6 +38,9 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = field(default=(), metadata={
         "help": "web origins besides the server's own whose pages may open /ws (e.g. https://app.example.com); "
                 "browsers let any page open a websocket, so others are refused with 403"})
+    drain_timeout_s: float = field(default=30.0, metadata={"help": "on SIGTERM/SIGINT, live sessions may go on this "
+                                                                   "long (no new ones) before they are closed; a "
+                                                                   "second signal closes them at once"})
     body_timeout_s: float = field(default=10.0, metadata={"help": "a request body (offer, photo) must arrive within "
                                                                   "this long (408 after)"})
     playout_delay_ms: float = field(default=60.0, metadata={"help": "incoming audio buffered before it is rendered; "

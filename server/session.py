@@ -291,6 +291,7 @@ class SessionRegistry:
     def __init__(self, max_sessions: int, max_connecting: int) -> None:
         self.max_sessions = max_sessions
         self.max_connecting = max_connecting
+        self.draining = False  # the server is stopping: no new sessions
         self._sessions: dict[str, Session] = {}
 
     def __len__(self) -> int:
@@ -306,6 +307,9 @@ class SessionRegistry:
         return self._live() < self.max_sessions  # the session asking is still "connecting": not counted
 
     def check_capacity(self) -> None:
+        if self.draining:
+            raise ApiError(503, "the server is shutting down; its live sessions are finishing",
+                           headers={"Retry-After": "30"})
         live, connecting = self._live(), len(self._sessions) - self._live()
         if live >= self.max_sessions:
             raise ApiError(503, f"the server is at capacity ({live} of {self.max_sessions} sessions live); try "
