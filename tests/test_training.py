@@ -203,3 +203,15 @@ def test_prompt_clips_are_aligned_once_and_cached(tmp_path):
     again = prompts.prompt_clips(tmp_path / "cache", voice)
     assert [p.name for p in again[0].phones] == [p.name for p in clips[0].phones]
     assert np.abs(again[0].audio - clips[0].audio).max() < 1e-4
+
+
+def test_alignment_agreement_is_perfect_for_the_same_phones_and_drops_when_they_move():
+    from s2v.training.crosscheck import agreement
+
+    phones = [Phone("pau", 0.0, 0.2), Phone("m", 0.2, 0.35), Phone("aa", 0.35, 0.6), Phone("p", 0.6, 0.7),
+              Phone("iy", 0.7, 0.9), Phone("pau", 0.9, 1.2)]
+    same = agreement([phones], [phones], [1.2])
+    assert same["jaw_r"] == pytest.approx(1.0) and same["pbm_closed"] == 1.0 and same["closed_agree"] == 1.0
+    late = [Phone(p.name, p.start + 0.08 * (0 < i < 5), p.end + 0.08 * (i < 5)) for i, p in enumerate(phones)]
+    moved = agreement([phones], [late], [1.2])
+    assert moved["jaw_r"] < 0.95 and moved["closed_agree"] < 0.7
