@@ -250,8 +250,8 @@ def people_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
         for cond in PEOPLE_CONDITIONS:
             m = by_condition[cond]
             lines.append(f"| {speaker} | {cond} | " + " | ".join(
-                f"{m[k]:+.0f}" if k == "lag_frames" else f"{m[k]:.3f}" if k.startswith("jaw") else f"{m[k]:.2f}"
-                for k in _PEOPLE_COLUMNS) + " |")
+                "—" if np.isnan(m[k]) else f"{m[k]:+.0f}" if k == "lag_frames" else
+                f"{m[k]:.3f}" if k.startswith("jaw") else f"{m[k]:.2f}" for k in _PEOPLE_COLUMNS) + " |")
     return "\n".join(lines)
 
 
