@@ -239,13 +239,12 @@ async def stream(config: ClientConfig) -> dict[str, Any]:
 
 
 async def _session_stats(http: aiohttp.ClientSession, base: str, session: str) -> dict[str, Any] | None:
-    """The server's own counters for this session (render time, CPU), from /healthz; None if it is gone."""
+    """The server's own counters for this session (render time, CPU); None if it is gone."""
     try:
-        async with http.get(f"{base}/healthz") as response:
-            health = await response.json()
+        async with http.get(f"{base}/sessions/{session}") as response:
+            return await response.json() if response.status == 200 else None
     except aiohttp.ClientError:
         return None
-    return next((s for s in health.get("live", []) if s.get("session") == session), None)
 
 
 def media_times(arrivals: list[float], pts: list[int], rate: int, hold_s: float) -> np.ndarray:

@@ -11,7 +11,7 @@ from aiohttp import web
 from s2v.server.signalling import ApiError
 
 GUARDED = ("/offer", "/avatars", "/ws")
-ROUTES = frozenset(("/", "/healthz", "/readyz", "/metrics", *GUARDED))
+ROUTES = frozenset(("/", "/healthz", "/readyz", "/metrics", *GUARDED))  # refusals are counted by these
 
 
 def token_check(token: str | None) -> Any:
@@ -20,7 +20,7 @@ def token_check(token: str | None) -> Any:
 
     @web.middleware
     async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        if token and request.path in GUARDED:
+        if token and (request.path in GUARDED or request.path.startswith("/sessions/")):
             header = request.headers.get("Authorization", "")
             given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else request.query.get("token", "")
             if not hmac.compare_digest(given.encode(), token.encode()):

@@ -181,6 +181,11 @@ async def _body(request: web.Request, reading: Awaitable[bytes]) -> bytes:
         raise ApiError(408, f"the request body did not arrive within {seconds:g} s") from None
 
 
+async def session_stats(request: web.Request) -> web.Response:
+    """One session's numbers, for whoever holds its id (the offer's answer gives it; /healthz does not)."""
+    return json_response(request.app[SERVICE].sessions.get(request.match_info["session"]).stats())
+
+
 async def readyz(request: web.Request) -> web.Response:
     """200 while this server would admit one more session, else 503: for a load balancer choosing a server."""
     try:
@@ -339,6 +344,7 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/sessions/{session}", session_stats)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/offer", offer)
     app.router.add_post("/avatars", upload_avatar)

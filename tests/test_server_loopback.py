@@ -30,6 +30,8 @@ async def test_speech_in_lip_synced_video_and_the_same_audio_out(live_server, sh
     done = await call(ClientConfig(server=server.url, audio=short_speech_wav, tail_s=0.8))
     got = done.received
     duration = len(done.sent) / SEND_RATE
+    assert done.server is not None and done.server["session"] == done.session  # its own numbers, by its id
+    assert done.server["frames"] > 20
 
     # Video at 25 fps for the whole clip, not just on average.
     arrivals = np.asarray(got.video_t)
