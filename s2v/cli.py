@@ -1,4 +1,4 @@
-"""`s2v` command line: serve, client, render, prepare, train, export, eval.
+"""`s2v` command line: serve, client, bench, render, prepare, train, export, eval.
 
 Each subcommand fills its component's config dataclass from flags and S2V_* variables and calls
 that component. torch is imported only by train, export and eval.
@@ -35,6 +35,12 @@ def _client(args: argparse.Namespace) -> None:
 
     stats = run_client(from_sources(ClientConfig, args))
     print(json.dumps(stats, indent=2))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from s2v.client.load import BenchConfig, run_bench
+
+    run_bench(from_sources(BenchConfig, args))
 
 
 def _load_avatar(image: Path | None, config):
@@ -133,11 +139,14 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    from s2v.server.config import ServerConfig
     from s2v.client.live import ClientConfig
+    from s2v.client.load import BenchConfig
+    from s2v.server.config import ServerConfig
 
     command("serve", _serve, "run the avatar server (WebRTC, HTTP, websocket)", ServerConfig)
     command("client", _client, "stream a WAV to a server, record the avatar, print fps/latency/sync", ClientConfig)
+    command("bench", _bench, "N live WebRTC sessions at once against one server: fps, latency, server CPU",
+            BenchConfig)
     command("render", _render, "lip-sync a photo to an audio file offline into an MP4", RenderConfig, ModelConfig,
             AvatarConfig)
     command("prepare", _prepare, "prepare a photo as an avatar (face, landmarks, crop)", PrepareConfig, AvatarConfig,

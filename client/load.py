@@ -1,0 +1,142 @@
+"""`s2v bench`: N live sessions at once against one server, each a real WebRTC peer streaming speech, measured.
+
+Starts `s2v serve` in its own process (or uses `--server`), then opens the sessions a fifth of a second apart
+from this one process, each sending the same recorded speech (looped to `--seconds`) paced as a microphone
+would. It prints, per session, what the client received (fps, the worst second, onset-to-lips latency, A/V
+offset) and what the server counted (frames late and filled, render time), and for the server as a whole the
+CPU it used per live session and its memory, read from its /metrics. The load client shares the machine: it
+decodes every session's video, which costs it about as much as the server's encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from s2v.audio.files import read_audio, write_wav
+from s2v.client.live import ClientConfig, call, measure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchConfig:
+    sessions: int = field(default=2, metadata={"help": "live sessions at once"})
+    seconds: float = field(default=30.0, metadata={"help": "speech each session streams (the WAV is looped)"})
+    audio: Path | None = field(default=None, metadata={"help": "speech to stream, any file PyAV reads (required)"})
+    server: str | None = field(default=None, metadata={"help": "an already running server; default: start "
+                                                               "`s2v serve` on a free port for the run"})
+    stats: Path | None = field(default=None, metadata={"help": "also write the results to this JSON file"})
+    token: str | None = field(default=None, metadata={"help": "the server's --token, if it has one (S2V_TOKEN)"})
+
+
+async def _scrape(base: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/metrics") as response:
+            text = await response.text()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+async def _session(config: ClientConfig, delay_s: float) -> dict[str, Any]:
+    await asyncio.sleep(delay_s)
+    done = await call(config)
+    stats = measure(done.received, done.sent, done.started)
+    server = done.server or {}
+    stats.update({k: server.get(k) for k in ("late", "filled", "dropped", "render_ms_p50", "render_ms_p95")})
+    return stats
+
+
+async def run_load(config: BenchConfig, base: str, audio: Path) -> dict[str, Any]:
+    """The sessions at once against `base`; per-session numbers and the server's CPU and memory."""
+    client = ClientConfig(server=base, audio=audio, tail_s=1.0, token=config.token)
+    before, t0 = await _scrape(base), time.monotonic()
+    sessions = await asyncio.gather(*(_session(client, 0.2 * i) for i in range(config.sessions)),
+                                    return_exceptions=True)
+    after, wall = await _scrape(base), time.monotonic() - t0
+    cpu = after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]
+    failed = [f"{type(s).__name__}: {s}" for s in sessions if isinstance(s, BaseException)]
+    measured = [s for s in sessions if isinstance(s, dict)]
+    live_s = config.seconds + 1.0  # each session's length; the run's wall time also holds set-up and stagger
+    return {
+        "sessions": config.sessions, "seconds": config.seconds, "failed": failed, "per_session": measured,
+        "server_cpu_cores": round(cpu / wall, 3),
+        "server_cpu_per_session": round(cpu / (live_s * max(1, len(measured))), 3),
+        "server_rss_mb": round(after["process_resident_memory_bytes"] / 2**20, 1),
+        "fps_min_1s": min((s.get("fps_min_1s") or 0 for s in measured), default=None),
+        "filled": sum(s.get("filled") or 0 for s in measured),
+        "onset_latency_ms_p50": _median([s.get("onset_latency_ms") for s in measured]),
+    }
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.median(present)) if present else None
+
+
+def _looped(audio: Path, seconds: float, folder: Path) -> Path:
+    """`audio` repeated to `seconds`, as a 48 kHz WAV the client sends."""
+    pcm = read_audio(audio, 48000)
+    if len(pcm) == 0:
+        raise ValueError(f"{audio} holds no audio")
+    out = folder / "speech.wav"
+    write_wav(out, np.resize(pcm, int(seconds * 48000)), 48000)
+    return out
+
+
+def _start_server(sessions: int, token: str | None) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "s2v.cli", "serve", "--port", "0", "--device", "cpu",
+               "--max-sessions", str(sessions), "--max-connecting", str(sessions)]
+    server = subprocess.Popen(command + (["--token", token] if token else []), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    line = server.stdout.readline() if server.stdout else ""
+    if not line.startswith("s2v serving on "):
+        server.kill()
+        raise RuntimeError(f"the server did not start: {line!r}")
+    return server, line.split()[3].rstrip("/")
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Blocking entry point of `s2v bench`: start the server if needed, run the load, print a table."""
+    if config.audio is None:
+        raise ValueError("--audio is required: speech to stream (any file PyAV reads)")
+    server = None
+    with tempfile.TemporaryDirectory(prefix="s2v-bench-") as tmp:
+        audio = _looped(config.audio, config.seconds, Path(tmp))
+        base = config.server.rstrip("/") if config.server else None
+        if base is None:
+            server, base = _start_server(config.sessions, config.token)
+        try:
+            result = asyncio.run(run_load(config, base, audio))
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+    print(table(result))
+    if config.stats is not None:
+        config.stats.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = ["| session | fps | worst second | onset → lips ms | A/V ms | late | filled | render ms p50 / p95 |",
+            "|---|---|---|---|---|---|---|---|"]
+    for i, s in enumerate(result["per_session"]):
+        rows.append(f"| {i} | {s.get('fps')} | {s.get('fps_min_1s')} | {s.get('onset_latency_ms')} | "
+                    f"{s.get('av_offset_ms')} | {s.get('late')} | {s.get('filled')} | "
+                    f"{s.get('render_ms_p50')} / {s.get('render_ms_p95')} |")
+    rows.append(f"\n{result['sessions']} sessions × {result['seconds']:g} s: server CPU {result['server_cpu_cores']} "
+                f"cores in all, {result['server_cpu_per_session']} per live session; RSS {result['server_rss_mb']} MB"
+                + (f"; failed: {result['failed']}" if result["failed"] else ""))
+    return "\n".join(rows)
