@@ -97,7 +97,8 @@ def _looped(audio: Path, seconds: float, folder: Path) -> Path:
 
 def _start_server(sessions: int, token: str | None) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "s2v.cli", "serve", "--port", "0", "--device", "cpu",
-               "--max-sessions", str(sessions), "--max-connecting", str(sessions)]
+               "--max-sessions", str(sessions), "--max-connecting", str(sessions),
+               "--max-sessions-per-client", str(sessions)]  # every session comes from this one address
     server = subprocess.Popen(command + (["--token", token] if token else []), stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     line = server.stdout.readline() if server.stdout else ""

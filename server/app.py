@@ -68,7 +68,7 @@ class AvatarService:
         self.model = model
         self.store = store
         self.default_avatar = default_avatar
-        self.sessions = SessionRegistry(config.max_sessions, config.max_connecting)
+        self.sessions = SessionRegistry(config.max_sessions, config.max_connecting, config.max_sessions_per_client)
         self.metrics = ServerMetrics(self.sessions)
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._preparing = asyncio.Semaphore(1)  # photo preparation is CPU-heavy: one at a time, off the loop
@@ -82,11 +82,12 @@ class AvatarService:
         except KeyError:
             raise ApiError(404, f"unknown avatar {avatar_id!r}: upload a photo to POST /avatars first") from None
 
-    async def open_session(self, body: dict[str, Any]) -> tuple[Session, dict[str, Any]]:
+    async def open_session(self, body: dict[str, Any], client: str = "") -> tuple[Session, dict[str, Any]]:
         offer = parse_offer(body)
         avatar = await asyncio.to_thread(self.find_avatar, offer.avatar)  # a stored avatar is read from disk
-        self.sessions.check_capacity()
-        session = Session(self.config, self.model, avatar, on_closed=self._ended, may_go_live=self.sessions.may_go_live)
+        self.sessions.check_capacity(client)
+        session = Session(self.config, self.model, avatar, on_closed=self._ended,
+                          may_go_live=self.sessions.may_go_live, client=client)
         self.sessions.add(session)
         try:
             answer = await session.answer(offer)
@@ -206,7 +207,7 @@ async def offer(request: web.Request) -> web.Response:
         # A page on another site may POST plain text or a form without asking; JSON needs a CORS preflight,
         # which this server does not grant, so only its own page and API clients can start sessions.
         raise ApiError(415, "send the offer as JSON (Content-Type: application/json)")
-    _, reply = await service.open_session(parse_json(await _body(request, request.read())))
+    _, reply = await service.open_session(parse_json(await _body(request, request.read())), request.remote or "")
     return json_response(reply)
 
 
@@ -270,7 +271,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 if kind == "offer":
                     if session is not None and not session.closed.is_set():
                         raise ApiError(409, "this websocket already carries a live session; send stop first")
-                    session, reply = await service.open_session(body)
+                    session, reply = await service.open_session(body, request.remote or "")
                     await ws.send_json({"type": "answer", **reply}, dumps=lambda d: json.dumps(d, default=_jsonable))
                     reporter = asyncio.ensure_future(_report(ws, session, service.config.stats_interval_s))
                 elif kind == "interrupt":

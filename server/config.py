@@ -27,6 +27,8 @@ class ServerConfig:
     max_connecting: int = field(default=4, metadata={"help": "offers still waiting for their peer to connect, apart "
                                                              "from --max-sessions (abandoned offers cannot lock out "
                                                              "live users)"})
+    max_sessions_per_client: int = field(default=4, metadata={"help": "sessions one client address may hold, "
+                                                                      "live or connecting (429 above; 0: no cap)"})
     session_time_limit_s: float = field(default=600.0, metadata={"help": "a session is ended after this long"})
     connect_timeout_s: float = field(default=15.0, metadata={"help": "a peer that has not connected by then is dropped"})
     peer_timeout_s: float = field(default=5.0, metadata={"help": "a connected peer not heard from (media or RTCP "

@@ -44,11 +44,13 @@ class SessionLog(logging.LoggerAdapter):
 
 class Session:
     def __init__(self, config: ServerConfig, model: ExportedModel, avatar: Avatar,
-                 on_closed: Callable[[Session], None], may_go_live: Callable[[], bool] = lambda: True) -> None:
+                 on_closed: Callable[[Session], None], may_go_live: Callable[[], bool] = lambda: True,
+                 client: str = "") -> None:
         self.id = secrets.token_hex(4)
         self.log = SessionLog(log, {"session": self.id})
         self.config = config
         self.avatar = avatar
+        self.client = client  # the peer's address, for the per-client cap
         self.created = time.monotonic()
         self.state = "connecting"  # connecting -> live -> closing -> closed
         self.close_reason: str | None = None
@@ -288,9 +290,10 @@ class SessionRegistry:
     `--connect-timeout-s` in their own slots.
     """
 
-    def __init__(self, max_sessions: int, max_connecting: int) -> None:
+    def __init__(self, max_sessions: int, max_connecting: int, per_client: int = 0) -> None:
         self.max_sessions = max_sessions
         self.max_connecting = max_connecting
+        self.per_client = per_client  # sessions one address may hold, live or connecting; 0: no cap
         self.draining = False  # the server is stopping: no new sessions
         self._sessions: dict[str, Session] = {}
 
@@ -306,7 +309,12 @@ class SessionRegistry:
     def may_go_live(self) -> bool:
         return self._live() < self.max_sessions  # the session asking is still "connecting": not counted
 
-    def check_capacity(self) -> None:
+    def check_capacity(self, client: str = "") -> None:
+        if self.per_client and client:
+            held = sum(s.client == client for s in self._sessions.values())
+            if held >= self.per_client:
+                raise ApiError(429, f"{client} already holds {held} sessions, the most one client may "
+                                    "(--max-sessions-per-client); end one first", headers={"Retry-After": "5"})
         if self.draining:
             raise ApiError(503, "the server is shutting down; its live sessions are finishing",
                            headers={"Retry-After": "30"})
@@ -319,7 +327,7 @@ class SessionRegistry:
                            headers={"Retry-After": "5"})
 
     def add(self, session: Session) -> None:
-        self.check_capacity()
+        self.check_capacity(session.client)
         self._sessions[session.id] = session
 
     def remove(self, session: Session) -> None:

@@ -183,6 +183,18 @@ async def test_abandoned_offers_do_not_lock_out_a_peer_that_connects(live_server
             await pc.close()
 
 
+async def test_one_client_cannot_hold_more_than_its_share(live_server):
+    server = await live_server(max_sessions=4, max_sessions_per_client=1)
+    first, _, _ = await connect(server.url, "video")
+    second = RTCPeerConnection(rtc_configuration())
+    try:
+        status, reply = await post(f"{server.url}/offer", json={"sdp": await offer_sdp(second, "video"), "type": "offer"})
+        assert status == 429 and "already holds 1" in reply["error"]  # the server itself has room for three more
+    finally:
+        await first.close()
+        await second.close()
+
+
 def test_sessions_still_connecting_have_a_cap_of_their_own():
     from types import SimpleNamespace
 
@@ -190,15 +202,15 @@ def test_sessions_still_connecting_have_a_cap_of_their_own():
 
     registry = SessionRegistry(max_sessions=2, max_connecting=2)
     for i in range(2):
-        registry.add(SimpleNamespace(id=f"c{i}", state="connecting"))
+        registry.add(SimpleNamespace(id=f"c{i}", state="connecting", client=""))
     with pytest.raises(Exception, match="still connecting"):
-        registry.add(SimpleNamespace(id="c2", state="connecting"))
+        registry.add(SimpleNamespace(id="c2", state="connecting", client=""))
     assert registry.may_go_live()
     registry._sessions["c0"].state = "live"
     registry._sessions["c1"].state = "live"
     assert not registry.may_go_live()  # a third peer that connects now is turned away
     with pytest.raises(Exception, match="capacity"):
-        registry.add(SimpleNamespace(id="c3", state="connecting"))
+        registry.add(SimpleNamespace(id="c3", state="connecting", client=""))
 
 
 async def _no_sessions(url: str) -> bool:
