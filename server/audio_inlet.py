@@ -27,7 +27,10 @@ class InletCounters:
 class AudioInlet:
     """Thread-safe playout buffer of 16 kHz mono float PCM, addressed by sample position.
 
-    `push` is called from the event loop as packets are decoded; `read` from the render thread.
+    `push` is called from the event loop as packets are decoded; `read` from the render thread. The samples
+    live in one ring allocated up front, `limit` plus one read long: whatever a peer sends, the inlet never
+    allocates more (a timeline that jumps either way is resynchronised, and the oldest audio goes first).
+    Ring slots outside the held window [base, end) are kept at zero, so a gap reads as silence.
     """
 
     def __init__(self, delay_samples: int, read_samples: int, max_extra_samples: int | None = None,
@@ -38,11 +41,13 @@ class AudioInlet:
         self.read_samples = read_samples
         # Room ahead of the reader before the oldest audio is dropped: one read of slack absorbs bursts.
         self.limit = delay_samples + (read_samples if max_extra_samples is None else max_extra_samples)
+        # A packet this far behind the reader is not late but from a restarted timeline (about 1 s at 40 ms reads).
+        self.rewind = 25 * read_samples
         self.counters = InletCounters()
         self._log = log
         self._lock = threading.Lock()
-        self._buffer = np.zeros(0, np.float32)  # samples from position `_base` on
-        self._base = 0
+        self._ring = np.zeros(self.limit + read_samples, np.float32)
+        self._base = 0  # oldest position still held
         self._end: int | None = None  # one past the newest sample received; None before any audio
         self._cursor: int | None = None  # position of the next read; None until the first read after audio
 
@@ -51,34 +56,34 @@ class AudioInlet:
         end = position + len(pcm)
         with self._lock:
             if self._end is None:
-                self._base, self._buffer = position, np.zeros(0, np.float32)
+                self._resynchronise(position)
             elif position - self._end > self.limit:
                 # The sender's timeline jumped ahead (a new RTP timestamp base, a hostile peer): start over on it
-                # rather than fill the distance with silence, which a jump of 2^31 samples would make gigabytes.
+                # rather than wait through the distance.
                 self._log.info("audio inlet: sender timeline jumped ahead %d samples; resynchronising",
                                position - self._end)
                 self._resynchronise(position)
             elif self._cursor is not None and end <= self._cursor:
                 self.counters.late_samples += len(pcm)
-                if self._cursor - end > self.limit:  # the sender's timeline jumped back: start over on it
+                if self._cursor - end > self.rewind:  # the sender's timeline jumped back: start over on it
                     self._log.info("audio inlet: sender timeline jumped back %d samples; resynchronising",
                                    self._cursor - end)
                     self._resynchronise(position)
                 else:
                     return
-            start = max(position, self._base if self._cursor is None else self._cursor)
             if self._cursor is not None:
-                self.counters.late_samples += start - position
-            if end - self._base > len(self._buffer):
-                self._buffer = np.concatenate([self._buffer, np.zeros(end - self._base - len(self._buffer), np.float32)])
-            self._buffer[start - self._base : end - self._base] = pcm[start - position :]
-            self._end = end if self._end is None else max(self._end, end)
-            if self._cursor is not None and self._end - self._cursor > self.limit:
-                cut = self._end - self.delay - self._cursor
+                self.counters.late_samples += max(0, min(end, self._cursor) - position)
+            newest = end if self._end is None else max(self._end, end)
+            if self._cursor is not None and newest - self._cursor > self.limit:
+                cut = newest - self.delay - self._cursor
                 self.counters.dropped_samples += cut
                 self._cursor += cut
                 self._log.info("audio inlet overrun: dropped the oldest %d samples to hold the playout delay", cut)
-            self._forget_before(self._cursor if self._cursor is not None else self._end - self.limit)
+            self._forget_before(self._cursor if self._cursor is not None else newest - self.limit)
+            start = max(position, self._base)
+            if start < end:
+                self._write(start, pcm[start - position :])
+            self._end = newest
 
     def read(self) -> np.ndarray:
         """The next `read_samples` samples of the timeline (silence where audio is missing or none came yet)."""
@@ -91,9 +96,9 @@ class AudioInlet:
                 self._cursor = self._end - self.delay
                 self._forget_before(self._cursor)
             out = np.zeros(n, np.float32)
-            lo, hi = max(self._cursor, self._base), min(self._cursor + n, self._base + len(self._buffer))
+            lo, hi = max(self._cursor, self._base), min(self._cursor + n, self._end)
             if hi > lo:
-                out[lo - self._cursor : hi - self._cursor] = self._buffer[lo - self._base : hi - self._base]
+                out[lo - self._cursor : hi - self._cursor] = self._slots(lo, hi)
                 if self._end < self._cursor + n:  # audio was flowing but not all of this read's had come
                     self.counters.underruns += 1
                     self._log.debug("audio inlet underrun: %d samples missing", self._cursor + n - self._end)
@@ -104,7 +109,7 @@ class AudioInlet:
     def clear(self) -> None:
         """Forget buffered speech (interrupt); the next audio sets the delay afresh."""
         with self._lock:
-            self._buffer = np.zeros(0, np.float32)
+            self._ring[:] = 0.0
             self._end = self._cursor = None
 
     @property
@@ -117,10 +122,31 @@ class AudioInlet:
 
     def _resynchronise(self, position: int) -> None:
         """Forget the old timeline; the next read sets the delay afresh on the new one."""
-        self._base, self._buffer, self._cursor, self._end = position, np.zeros(0, np.float32), None, None
+        self._ring[:] = 0.0
+        self._base, self._cursor, self._end = position, None, None
+
+    def _spans(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """(ring start, ring stop, offset into the span) pieces of positions [lo, hi), at most one ring long."""
+        size = len(self._ring)
+        first, length = lo % size, hi - lo
+        if first + length <= size:
+            return [(first, first + length, 0)]
+        return [(first, size, 0), (0, first + length - size, size - first)]
+
+    def _slots(self, lo: int, hi: int) -> np.ndarray:
+        return np.concatenate([self._ring[a:b] for a, b, _ in self._spans(lo, hi)])
+
+    def _write(self, position: int, pcm: np.ndarray) -> None:
+        for a, b, offset in self._spans(position, position + len(pcm)):
+            self._ring[a:b] = pcm[offset : offset + b - a]
 
     def _forget_before(self, position: int) -> None:
-        if position > self._base:
-            cut = min(position - self._base, len(self._buffer))
-            self._buffer = self._buffer[cut:]
-            self._base += cut
+        """Drop (and zero) everything before `position`."""
+        if position <= self._base:
+            return
+        if position - self._base >= len(self._ring):
+            self._ring[:] = 0.0
+        else:
+            for a, b, _ in self._spans(self._base, position):
+                self._ring[a:b] = 0.0
+        self._base = position
