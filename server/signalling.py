@@ -26,6 +26,9 @@ class ApiError(Exception):
         return {"error": self.message, "status": self.status}
 
 
+MAX_MEDIA_LINES = 8
+
+
 @dataclass(frozen=True)
 class OfferRequest:
     sdp: str
@@ -62,6 +65,9 @@ def parse_offer(body: dict[str, Any]) -> OfferRequest:
 
     if not sdp.lstrip().startswith("v=0"):
         raise ApiError(400, 'invalid SDP: it must start with "v=0"')
+    if (lines := sdp.count("\nm=")) > MAX_MEDIA_LINES:  # each one costs aiortc a transceiver to set up
+        raise ApiError(400, f"the offer has {lines} m-lines; a session uses one audio and one video "
+                            f"(at most {MAX_MEDIA_LINES} accepted)")
     try:
         description = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises asserts, ValueError, KeyError... on bad input

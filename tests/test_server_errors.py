@@ -100,6 +100,7 @@ async def connect(url: str, *kinds: str) -> tuple[RTCPeerConnection, FrameCounte
         (json.dumps({"sdp": "v=0\r\nm=audio banana\r\n", "type": "offer"}).encode(), "invalid SDP"),
         (json.dumps({"sdp": NO_MEDIA_SDP, "type": "offer"}).encode(), "no audio or video m-line"),
         (json.dumps({"sdp": NO_MEDIA_SDP, "type": "answer"}).encode(), '"type" must be "offer"'),
+        (json.dumps({"sdp": "v=0\r\n" + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 500}).encode(), "500 m-lines"),
     ],
 )
 async def test_bad_offers_are_400_with_a_reason(live_server, body, words):
