@@ -101,3 +101,29 @@ async def test_a_thousand_hostile_requests_are_refused_while_a_session_keeps_str
     finally:
         watcher.cancel()
         await pc.close()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def test_sessions_that_come_and_go_leave_no_memory_behind(live_server):
+    from tests.test_server_errors import _no_sessions, wait_for
+
+    server = await live_server(max_sessions=2)
+
+    async def cycle() -> None:
+        pc, frames, _ = await connect(server.url, "video")
+        while frames.in_last(1.0) < 3:  # a few frames streamed, then hang up
+            await asyncio.sleep(0.05)
+        await pc.close()
+        assert await wait_for(lambda: _no_sessions(server.url), 5)
+
+    for _ in range(10):  # warm up: first-use allocations (codecs, pools) are not leaks
+        await cycle()
+    before = _rss_mb()
+    for _ in range(50):
+        await cycle()
+    grown = _rss_mb() - before
+    assert grown < 20, f"RSS grew {grown:.1f} MB over 50 sessions"
