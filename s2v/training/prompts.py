@@ -66,6 +66,7 @@ ASTERISK_VOICES: dict[str, PromptVoice] = {v.name: v for v in (
     _asterisk("it", "it_IT_m_Carlo", "Carlo (Asterisk)", "male", "it"),
     _asterisk("ru", "ru_RU_f_IvrvoiceRU", "IvrvoiceRU (Asterisk)", "female", "ru"),
 )}
+
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
         "seventeen eighteen nineteen".split()
 _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
