@@ -68,7 +68,7 @@ async def run_load(config: BenchConfig, base: str, audio: Path) -> dict[str, Any
     cpu = after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]
     failed = [f"{type(s).__name__}: {s}" for s in sessions if isinstance(s, BaseException)]
     measured = [s for s in sessions if isinstance(s, dict)]
-    live_s = config.seconds + 1.0  # each session's length; the run's wall time also holds set-up and stagger
+    live_s = LEAD_S + config.seconds + 1.0  # each session's length; the run's wall time also holds set-up and stagger
     return {
         "sessions": config.sessions, "seconds": config.seconds, "failed": failed, "per_session": measured,
         "server_cpu_cores": round(cpu / wall, 3),
@@ -85,13 +85,17 @@ def _median(values: list[Any]) -> float | None:
     return float(np.median(present)) if present else None
 
 
+LEAD_S = 1.5  # silence before the speech, so that the onset-to-lips latency has an onset to start from
+
+
 def _looped(audio: Path, seconds: float, folder: Path) -> Path:
-    """`audio` repeated to `seconds`, as a 48 kHz WAV the client sends."""
+    """`audio` repeated to `seconds` after LEAD_S of silence, as a 48 kHz WAV the client sends."""
     pcm = read_audio(audio, 48000)
     if len(pcm) == 0:
         raise ValueError(f"{audio} holds no audio")
     out = folder / "speech.wav"
-    write_wav(out, np.resize(pcm, int(seconds * 48000)), 48000)
+    lead = np.zeros(int(LEAD_S * 48000), np.float32)
+    write_wav(out, np.concatenate([lead, np.resize(pcm, int(seconds * 48000))]), 48000)
     return out
 
 
