@@ -41,9 +41,11 @@ class BenchConfig:
     token: str | None = field(default=None, metadata={"help": "the server's --token, if it has one (S2V_TOKEN)"})
 
 
-async def _scrape(base: str) -> dict[str, float]:
+async def scrape_metrics(base: str) -> dict[str, float]:
+    """The server's /metrics as {sample name with labels: value}."""
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/metrics") as response:
+            response.raise_for_status()
             text = await response.text()
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
             if line and not line.startswith("#")}
@@ -61,10 +63,10 @@ async def _session(config: ClientConfig, delay_s: float) -> dict[str, Any]:
 async def run_load(config: BenchConfig, base: str, audio: Path) -> dict[str, Any]:
     """The sessions at once against `base`; per-session numbers and the server's CPU and memory."""
     client = ClientConfig(server=base, audio=audio, tail_s=1.0, token=config.token)
-    before, t0 = await _scrape(base), time.monotonic()
+    before, t0 = await scrape_metrics(base), time.monotonic()
     sessions = await asyncio.gather(*(_session(client, 0.2 * i) for i in range(config.sessions)),
                                     return_exceptions=True)
-    after, wall = await _scrape(base), time.monotonic() - t0
+    after, wall = await scrape_metrics(base), time.monotonic() - t0
     cpu = after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]
     failed = [f"{type(s).__name__}: {s}" for s in sessions if isinstance(s, BaseException)]
     measured = [s for s in sessions if isinstance(s, dict)]

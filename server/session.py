@@ -318,7 +318,8 @@ class SessionRegistry:
         if self.draining:
             raise ApiError(503, "the server is shutting down; its live sessions are finishing",
                            headers={"Retry-After": "30"})
-        live, connecting = self._live(), len(self._sessions) - self._live()
+        live = self._live()
+        connecting = len(self._sessions) - live
         if live >= self.max_sessions:
             raise ApiError(503, f"the server is at capacity ({live} of {self.max_sessions} sessions live); try "
                                 "again when one ends", headers={"Retry-After": "5"})

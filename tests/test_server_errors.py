@@ -16,6 +16,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from s2v.client.load import scrape_metrics
 from s2v.server.rtc import rtc_configuration
 
 BUILTIN_PHOTO = Path(__file__).resolve().parent.parent / "s2v" / "assets" / "avatar.jpg"
@@ -484,9 +485,7 @@ async def test_metrics_and_readiness_follow_the_sessions(live_server):
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{server.url}/metrics") as response:
                 assert response.status == 200 and response.content_type == "text/plain"
-                text = await response.text()
-        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line and not line.startswith("#")}
+        return await scrape_metrics(server.url)
 
     async def ready() -> int:
         async with aiohttp.ClientSession() as http:

@@ -136,10 +136,10 @@ def test_a_recorded_prompt_aligns_to_its_words():
     voice = prompts.ASTERISK_VOICES["asterisk_en"]
     if not voice.sounds.is_dir():
         pytest.skip(f"the recorded prompts come from Debian: {voice.install}")
-    from s2v.training.aligner import Lexicon, align, decoder
+    from s2v.training.aligner import Lexicon, align
 
     pcm = prompts._decode(voice.sounds / "agent-loggedoff.g722")
-    phones = align(Lexicon(decoder()), prompts.spoken_words("Agent Logged off."), pcm)
+    phones = align(Lexicon.of("en-us"), prompts.spoken_words("Agent Logged off."), pcm)
     assert [p.name for p in phones if p.name != "pau"] == ["ey", "jh", "ah", "n", "t", "l", "ao", "g", "d", "ao", "f"]
     assert phones[-1].end == pytest.approx(len(pcm) / 16000, abs=0.05)
     assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(phones))
@@ -167,10 +167,10 @@ def test_a_prompt_in_another_language_aligns_through_espeak_phones():
     voice = prompts.ASTERISK_VOICES["asterisk_ru"]
     if not voice.sounds.is_dir():
         pytest.skip(f"the recorded prompts come from Debian: {voice.install}")
-    from s2v.training.aligner import Lexicon, align, decoder
+    from s2v.training.aligner import Lexicon, align
 
     pcm = prompts._decode(voice.sounds / "agent-loginok.g722")  # "Оператор зарегистрирован."
-    phones = align(Lexicon(decoder(), "ru"), ["оператор", "зарегистрирован"], pcm)
+    phones = align(Lexicon.of("ru"), ["оператор", "зарегистрирован"], pcm)
     assert [p.name for p in phones][:4] == ["ah", "p", "iy", "r"]
     # The /p/ holds the silent closure of the first word: the quietest 10 ms of "оператор" lie inside it.
     level = np.sqrt(np.convolve(pcm.astype(float) ** 2, np.ones(160) / 160, "same"))[::160]

@@ -32,6 +32,9 @@ def decoder() -> Decoder:
     return Decoder(samprate=16000, bestpath=False, loglevel="FATAL")
 
 
+ENGLISH = "en-us"  # the acoustic model's language: its own dictionary, not espeak-ng's rules
+
+
 class Lexicon:
     """The words of one language as the decoder's dictionary knows them: English as they are, other languages
     added under ASCII keys with espeak-ng's phones (`language` None: pocketsphinx's own English dictionary)."""
@@ -54,6 +57,11 @@ class Lexicon:
                 self.decoder.add_word(self.keys[word], phones, True)
             out.append(self.keys[word])
         return out
+
+    @classmethod
+    def of(cls, language: str) -> Lexicon:
+        """A new decoder's lexicon for `language`: pocketsphinx's dictionary for English, espeak-ng otherwise."""
+        return cls(decoder(), None if language == ENGLISH else language)
 
 
 def align(lexicon: Lexicon, words: list[str], pcm: np.ndarray) -> list[Phone]:

@@ -18,8 +18,8 @@ import numpy as np
 
 from s2v.contract import CONTRACT, MOTION_CHANNELS
 from s2v.motion.visemes import BILABIAL_PHONES, Phone, motion_targets
+from s2v.training.aligner import ENGLISH, Lexicon, align, decoder
 from s2v.training.espeak import synthesise_espeak
-from s2v.training.aligner import Lexicon, align, decoder
 from s2v.training.prompts import ASTERISK_VOICES, _decode, _transcripts, foreign_words, spoken_words
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def agreement(reference: list[list[Phone]], candidate: list[list[Phone]], second
 def pronunciations(count: int) -> dict[str, float]:
     """Check 1 on the first `count` English prompts the dictionary aligns."""
     voice = ASTERISK_VOICES["asterisk_en"]
-    dictionary, espeak = Lexicon(decoder()), Lexicon(decoder(), "en-us")
+    dictionary, espeak = Lexicon.of(ENGLISH), Lexicon(decoder(), ENGLISH)  # the second spells English by espeak-ng
     ref, cand, seconds = [], [], []
     for key, text in sorted(_transcripts(voice).items()):
         words, sound = spoken_words(text), voice.sounds / f"{key}.g722"
@@ -72,7 +72,7 @@ def synthetic(language: str, count: int) -> dict[str, float]:
     voice = next(v for v in ASTERISK_VOICES.values() if v.language == language)
     texts = [t for t in _transcripts(voice).values() if foreign_words(t)][:count]
     clips = synthesise_espeak(texts, ["m3", "f2"] * count, [160] * count, [50] * count, language)
-    lexicon = Lexicon(decoder(), language)
+    lexicon = Lexicon.of(language)
     ref, cand, seconds = [], [], []
     for clip in clips:
         pcm = np.round(np.clip(clip.audio, -1, 1) * 32767).astype(np.int16)

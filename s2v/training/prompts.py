@@ -25,7 +25,7 @@ import numpy as np
 
 from s2v.contract import CONTRACT
 from s2v.training.clips import Clip, load_clips, save_clips
-from s2v.training.aligner import Lexicon, align, decoder
+from s2v.training.aligner import ENGLISH, Lexicon, align
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,11 @@ def foreign_words(text: str) -> list[str] | None:
     return re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)*", text.lower()) or None
 
 
+def transcript_words(text: str, language: str) -> list[str] | None:
+    """The words a transcript line in `language` says, as the aligner takes them (None: nothing to align)."""
+    return spoken_words(text) if language == ENGLISH else foreign_words(text)
+
+
 def _transcripts(voice: PromptVoice) -> dict[str, str]:
     out = {}
     with gzip.open(voice.transcripts, "rt", encoding="utf-8-sig") as lines:
@@ -129,12 +134,11 @@ def prompt_clips(cache: Path, voice: PromptVoice = ASTERISK_VOICES["asterisk_en"
     if not (voice.sounds.is_dir() and voice.transcripts.exists()):
         raise FileNotFoundError(f"the Asterisk prompts of {voice.name} are not installed: {voice.install}")
     assert CONTRACT.audio.sample_rate == 16000  # G.722 decodes at 16 kHz, pocketsphinx's model rate
-    english = voice.language == "en-us"
-    lexicon = Lexicon(decoder(), None if english else voice.language)
+    lexicon = Lexicon.of(voice.language)
     clips: list[Clip] = []
     skipped = 0
     for key, text in sorted(_transcripts(voice).items()):
-        words, sound = (spoken_words if english else foreign_words)(text), voice.sounds / f"{key}.g722"
+        words, sound = transcript_words(text, voice.language), voice.sounds / f"{key}.g722"
         if words is None or not sound.exists():
             skipped += 1
             continue

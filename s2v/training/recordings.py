@@ -91,18 +91,16 @@ def fetch(recording: Recording, cache: Path) -> tuple[Path, Path]:
 def _aligned(audio: Path, transcript: Path, language: str) -> Path:
     """`START END PHONE` lines for `audio` speaking `transcript`, aligned once and kept beside the audio."""
     from s2v.audio.files import read_audio
-    from s2v.training.aligner import Lexicon, align, decoder
-    from s2v.training.prompts import foreign_words, spoken_words
+    from s2v.training.aligner import Lexicon, align
+    from s2v.training.prompts import transcript_words
 
     out = audio.with_suffix(".phones")
     if not out.exists():
-        text = transcript.read_text(encoding="utf-8")
-        english = language == "en-us"
-        words = spoken_words(text) if english else foreign_words(text)
+        words = transcript_words(transcript.read_text(encoding="utf-8"), language)
         if words is None:
             raise ValueError(f"{transcript} has nothing the aligner can read")
         pcm = np.round(read_audio(audio) * 32767).astype(np.int16)
-        phones = align(Lexicon(decoder(), None if english else language), words, pcm)
+        phones = align(Lexicon.of(language), words, pcm)
         out.write_text("".join(f"{p.start:.2f} {p.end:.2f} {p.name}\n" for p in phones))
         log.info("aligned %s (%d phones)", audio.name, len(phones))
     return out

@@ -1,8 +1,9 @@
 """Train MotionNet from scratch on synthesised and recorded speech: `s2v train` or `python -m s2v.training.train`.
 
-Training clips (synthesised sentences, and recorded people's prompts in four languages) are joined into one long stream with random silences between them; each batch
-takes random crops of it at a random speaking rate, degrades them (s2v.training.augment) and
-runs them through the same streaming forward pass the exported graph uses, from a zero state.
+Training clips (synthesised sentences, and recorded people's prompts in four languages) are joined
+into one long stream with random silences between them; each batch takes random crops of it at a
+random speaking rate, degrades them (s2v.training.augment) and runs them through the same
+streaming forward pass the exported graph uses, from a zero state.
 Targets come from the phone timings (s2v.motion.visemes), shifted by the look-ahead.
 """
 
