@@ -1,6 +1,6 @@
 """Measurements on what a client sent and received: speech onset, mouth motion, sync.
 
-Pure numpy on arrays the client collected, so the tests and `s2v client` read the same numbers.
+Pure numpy on arrays a client collected, so the tests and `s2v client` read the same numbers.
 """
 
 from __future__ import annotations
@@ -98,3 +98,23 @@ def audio_alignment(sent: np.ndarray, received: np.ndarray, rate: int, max_lag_s
     ref = sent[: len(overlap)]
     score = float(np.dot(ref, overlap) / (np.linalg.norm(ref) * np.linalg.norm(overlap) + 1e-12))
     return best / rate, score
+
+
+def cavity(crops: np.ndarray) -> np.ndarray:
+    """Share of each mouth crop darker than 45 % of its median brightness: the open mouth's inside.
+
+    Unlike a difference from a rest picture it ignores the head's small idle motion, so it tells a
+    mouth at rest from an open one in frames where the head moves.
+    """
+    grey = crops.astype(np.float32).mean(axis=-1)
+    median = np.median(grey.reshape(len(grey), -1), axis=1)
+    return (grey < 0.45 * median[:, None, None]).mean(axis=(1, 2))
+
+
+def settles(times: np.ndarray, level: np.ndarray, after: float, ceiling: float, hold: int = 5) -> float | None:
+    """Time of the first frame at or after `after` from which `level` stays under `ceiling` for `hold` frames."""
+    calm = level <= ceiling
+    for i in np.flatnonzero(times >= after):
+        if i + hold <= len(calm) and calm[i : i + hold].all():
+            return float(times[i])
+    return None

@@ -96,7 +96,7 @@ class Received:
     audio: list[np.ndarray] = field(default_factory=list)  # mono float 48 kHz per frame
 
 
-async def _collect_video(track: MediaStreamTrack, got: Received, region: tuple[int, int, int, int],
+async def collect_video(track: MediaStreamTrack, got: Received, region: tuple[int, int, int, int],
                          recorder: Mp4Recorder | None) -> None:
     x0, y0, x1, y1 = region
     try:
@@ -111,7 +111,7 @@ async def _collect_video(track: MediaStreamTrack, got: Received, region: tuple[i
         pass
 
 
-async def _collect_audio(track: MediaStreamTrack, got: Received, recorder: Mp4Recorder | None) -> None:
+async def collect_audio(track: MediaStreamTrack, got: Received, recorder: Mp4Recorder | None) -> None:
     try:
         while True:
             frame = await track.recv()
@@ -198,9 +198,9 @@ async def call(config: ClientConfig) -> Call:
             @pc.on("track")
             def on_track(track: MediaStreamTrack) -> None:
                 if track.kind == "video":
-                    tasks.append(asyncio.ensure_future(_collect_video(track, got, region, recorder)))
+                    tasks.append(asyncio.ensure_future(collect_video(track, got, region, recorder)))
                 else:
-                    tasks.append(asyncio.ensure_future(_collect_audio(track, got, recorder)))
+                    tasks.append(asyncio.ensure_future(collect_audio(track, got, recorder)))
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["type"]))
             try:

@@ -101,7 +101,7 @@ def _looped(audio: Path, seconds: float, folder: Path) -> Path:
     return out
 
 
-def _start_server(sessions: int, token: str | None) -> tuple[subprocess.Popen, str]:
+def start_server(sessions: int, token: str | None) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "s2v.cli", "serve", "--port", "0", "--device", "cpu",
                "--max-sessions", str(sessions), "--max-connecting", str(sessions),
                "--max-sessions-per-client", str(sessions)]  # every session comes from this one address
@@ -123,7 +123,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         audio = _looped(config.audio, config.seconds, Path(tmp))
         base = config.server.rstrip("/") if config.server else None
         if base is None:
-            server, base = _start_server(config.sessions, config.token)
+            server, base = start_server(config.sessions, config.token)
         try:
             result = asyncio.run(run_load(config, base, audio))
         finally:

@@ -1,4 +1,4 @@
-"""`s2v` command line: serve, client, bench, render, prepare, train, export, eval.
+"""`s2v` command line: serve, client, bench, agent, render, prepare, train, export, eval.
 
 Each subcommand fills its component's config dataclass from flags and S2V_* variables and calls
 that component. torch is imported only by train, export and eval.
@@ -41,6 +41,12 @@ def _bench(args: argparse.Namespace) -> None:
     from s2v.client.load import BenchConfig, run_bench
 
     run_bench(from_sources(BenchConfig, args))
+
+
+def _agent(args: argparse.Namespace) -> None:
+    from s2v.client.agent_bench import AgentBenchConfig, run_agent_bench
+
+    print(json.dumps(run_agent_bench(from_sources(AgentBenchConfig, args)), indent=2))
 
 
 def _load_avatar(image: Path | None, config):
@@ -139,6 +145,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    from s2v.client.agent_bench import AgentBenchConfig
     from s2v.client.live import ClientConfig
     from s2v.client.load import BenchConfig
     from s2v.server.config import ServerConfig
@@ -147,6 +154,8 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     command("client", _client, "stream a WAV to a server, record the avatar, print fps/latency/sync", ClientConfig)
     command("bench", _bench, "N live WebRTC sessions at once against one server: fps, latency, server CPU",
             BenchConfig)
+    command("agent", _agent, "drive a server's /agent socket as a voice agent: fps, A/V sync, playback events, "
+            "interruption latency", AgentBenchConfig)
     command("render", _render, "lip-sync a photo to an audio file offline into an MP4", RenderConfig, ModelConfig,
             AvatarConfig)
     command("prepare", _prepare, "prepare a photo as an avatar (face, landmarks, crop)", PrepareConfig, AvatarConfig,

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from s2v.server.signalling import ApiError
 
-GUARDED = ("/offer", "/avatars", "/ws")
+GUARDED = ("/offer", "/avatars", "/ws", "/agent")
 ROUTES = frozenset(("/", "/healthz", "/readyz", "/metrics", *GUARDED))  # refusals are counted by these
 
 

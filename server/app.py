@@ -6,9 +6,8 @@ Routes
   POST /offer     {"sdp", "type": "offer", "avatar"?, "prompt"?} -> {"sdp", "type", "session", "avatar"}
   POST /avatars   an image (raw body or multipart) -> {"avatar": id, "size", "box", "mouth", "info"};
                   413 too large, 422 not a usable photo
-  GET  /ws        websocket: {"type": "offer", ...} -> {"type": "answer", ...}; then {"type": "interrupt"},
-                  {"type": "prompt", "text"}, {"type": "stop"}; the server pushes {"type": "stats", ...}
-                  every second and {"type": "closed", "reason"} when the session ends.
+  GET  /ws        websocket: a session driven by the viewer's microphone (server/sockets.py)
+  GET  /agent     websocket: a session driven by a voice agent's TTS segments (server/sockets.py)
 Every error is JSON {"error": message, "status"} with the matching 4xx/5xx.
 """
 
@@ -18,23 +17,23 @@ import asyncio
 import json
 import logging
 import signal
-import weakref
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from s2v.avatar import Avatar, AvatarConfig, AvatarError, AvatarStore
+from s2v.avatar import AvatarConfig, AvatarError, AvatarStore
 from s2v.runtime.model import ExportedModel, ModelConfig
-from s2v.server.access import ROUTES, check_origin, token_check
+from s2v.server.access import ROUTES, token_check
 from s2v.server.config import ServerConfig
-from s2v.server.prometheus import CONTENT_TYPE, ServerMetrics
-from s2v.server.session import Session, SessionRegistry
-from s2v.server.signalling import MAX_PROMPT_CHARS, ApiError, parse_json, parse_offer
+from s2v.server.prometheus import CONTENT_TYPE
+from s2v.server.service import SERVICE, AvatarService, describe, jsonable
+from s2v.server.session import SessionRegistry
+from s2v.server.signalling import ApiError, parse_json
+from s2v.server.sockets import agent_socket, websocket
 
 log = logging.getLogger(__name__)
 
@@ -48,94 +47,10 @@ def _static_dir() -> Path:
     return Path(s2v.client.__file__).resolve().parent / "static"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
 def json_response(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=_jsonable))
+    return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=jsonable))
 
 
-class AvatarService:
-    """What every route shares: the one model, the avatars, the live sessions."""
-
-    def __init__(self, config: ServerConfig, model: ExportedModel, store: AvatarStore, default_avatar: Avatar) -> None:
-        self.config = config
-        self.model = model
-        self.store = store
-        self.default_avatar = default_avatar
-        self.sessions = SessionRegistry(config.max_sessions, config.max_connecting, config.max_sessions_per_client)
-        self.metrics = ServerMetrics(self.sessions)
-        self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        self._preparing = asyncio.Semaphore(1)  # photo preparation is CPU-heavy: one at a time, off the loop
-        self._uploads = 0  # photos being prepared or waiting for their turn
-
-    def find_avatar(self, avatar_id: str | None) -> Avatar:
-        if avatar_id is None or avatar_id == self.default_avatar.id:
-            return self.default_avatar
-        try:
-            return self.store.get(avatar_id)
-        except KeyError:
-            raise ApiError(404, f"unknown avatar {avatar_id!r}: upload a photo to POST /avatars first") from None
-
-    async def open_session(self, body: dict[str, Any], client: str = "") -> tuple[Session, dict[str, Any]]:
-        offer = parse_offer(body)
-        avatar = await asyncio.to_thread(self.find_avatar, offer.avatar)  # a stored avatar is read from disk
-        self.sessions.check_capacity(client)
-        session = Session(self.config, self.model, avatar, on_closed=self._ended,
-                          may_go_live=self.sessions.may_go_live, client=client)
-        self.sessions.add(session)
-        try:
-            answer = await session.answer(offer)
-        except asyncio.CancelledError:
-            session.close("signalling cancelled")
-            raise
-        except Exception:
-            await session.close("negotiation failed")
-            raise
-        self.metrics.admitted += 1
-        reply = {"sdp": answer.sdp, "type": answer.type, "session": session.id, "avatar": describe(avatar)}
-        return session, reply
-
-    def _ended(self, session: Session) -> None:
-        self.sessions.remove(session)
-        self.metrics.ended(session)
-
-    async def add_avatar(self, data: bytes) -> Avatar:
-        if self._uploads >= self.config.upload_queue:
-            raise ApiError(503, f"{self._uploads} photos are already being prepared; try again shortly",
-                           headers={"Retry-After": "5"})
-        self._uploads += 1
-        try:
-            async with self._preparing:
-                return await asyncio.to_thread(self.store.put, data)
-        except AvatarError as exc:
-            raise ApiError(422, f"unusable avatar photo: {exc}") from exc
-        finally:
-            self._uploads -= 1
-
-
-def describe(avatar: Avatar) -> dict[str, Any]:
-    """Where the face and the mouth are in the video, so clients can watch the lips."""
-    height, width = avatar.background.shape[:2]
-    x0, y0, x1, y1 = (int(v) for v in avatar.box)
-    description = {"id": avatar.id, "size": [width, height], "box": [x0, y0, x1, y1], "info": avatar.info}
-    rig = avatar.info.get("rig", {})
-    if "mouth_centre" in rig and "mouth_half_width_px" in rig:
-        cx, cy = rig["mouth_centre"]
-        half = rig["mouth_half_width_px"]
-        jaw = rig.get("jaw_px", half / 2)
-        # The lips spread sideways and the jaw drops below the centre line: cover both.
-        mouth = (x0 + cx - 1.3 * half, y0 + cy - 0.6 * half, x0 + cx + 1.3 * half, y0 + cy + 0.6 * half + jaw)
-        description["mouth"] = [int(np.clip(round(v), 0, limit)) for v, limit in zip(mouth, (width, height) * 2)]
-    return description
-
-
-SERVICE = web.AppKey("service", AvatarService)
 
 
 @web.middleware
@@ -252,71 +167,6 @@ async def upload_avatar(request: web.Request) -> web.Response:
     return json_response({"avatar": avatar.id, **describe(avatar)})
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
-    service = request.app[SERVICE]
-    check_origin(request, service.config.allowed_origins)
-    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=1 << 20)
-    await ws.prepare(request)
-    service.sockets.add(ws)
-    session: Session | None = None
-    reporter: asyncio.Task | None = None
-    try:
-        async for message in ws:
-            if message.type != WSMsgType.TEXT:
-                await ws.send_json({"type": "error", "status": 400, "error": "send JSON text messages"})
-                continue
-            try:
-                body = parse_json(message.data)
-                kind = body.get("type")
-                if kind == "offer":
-                    if session is not None and not session.closed.is_set():
-                        raise ApiError(409, "this websocket already carries a live session; send stop first")
-                    session, reply = await service.open_session(body, request.remote or "")
-                    await ws.send_json({"type": "answer", **reply}, dumps=lambda d: json.dumps(d, default=_jsonable))
-                    reporter = asyncio.ensure_future(_report(ws, session, service.config.stats_interval_s))
-                elif kind == "interrupt":
-                    _live(session).interrupt()
-                    await ws.send_json({"type": "interrupted"})
-                elif kind == "prompt":
-                    text = body.get("text")
-                    if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
-                        raise ApiError(400, f'"text" must be a string of at most {MAX_PROMPT_CHARS} characters')
-                    await ws.send_json({"type": "prompt", "text": text, "style": _live(session).set_prompt(text)})
-                elif kind == "stop":
-                    await _live(session).close("stopped by the client")
-                else:
-                    raise ApiError(400, f"unknown message type {kind!r}: expected offer, interrupt, prompt or stop")
-            except ApiError as exc:
-                await ws.send_json({"type": "error", **exc.as_json()})
-    finally:
-        service.sockets.discard(ws)
-        if session is not None:
-            await session.close("websocket closed")
-        if reporter is not None:
-            reporter.cancel()
-    return ws
-
-
-def _live(session: Session | None) -> Session:
-    if session is None or session.closed.is_set():
-        raise ApiError(409, "no live session on this websocket: send an offer first")
-    return session
-
-
-async def _report(ws: web.WebSocketResponse, session: Session, interval: float) -> None:
-    """Push stats while the session lives, then say why it ended."""
-    try:
-        while not session.closed.is_set() and not ws.closed:
-            try:
-                await asyncio.wait_for(session.closed.wait(), interval)
-            except asyncio.TimeoutError:
-                await ws.send_json({"type": "stats", **session.stats()})
-        if not ws.closed:
-            await ws.send_json({"type": "closed", "session": session.id, "reason": session.close_reason})
-    except ConnectionError:  # the browser went away between two reports; the websocket handler cleans up
-        pass
-
-
 async def _on_shutdown(app: web.Application) -> None:
     service = app[SERVICE]
     await service.sessions.close_all("server shutting down")
@@ -350,6 +200,7 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
     app.router.add_post("/offer", offer)
     app.router.add_post("/avatars", upload_avatar)
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/agent", agent_socket)
     app.router.add_static("/static", _static_dir())
     app.on_shutdown.append(_on_shutdown)
     return app

@@ -51,6 +51,8 @@ class ServerConfig:
                                                                     "on the wire; a later frame is replaced"})
     receive_prefetch: int = field(default=1, metadata={"help": "Opus packets aiortc holds before decoding "
                                                                "(its own default, 4, adds 60 ms)"})
+    agent_buffer_s: float = field(default=120.0, metadata={"help": "speech an agent on /agent may send ahead of "
+                                                                    "playback; chunks beyond are refused"})
     stats_interval_s: float = field(default=1.0, metadata={"help": "seconds between stats events on /ws"})
 
     def __post_init__(self) -> None:

@@ -1,9 +1,9 @@
 """The render thread: one tick per frame period, inference off the event loop.
 
-Each tick takes 40 ms of audio from the inlet (silence when nobody speaks, so the avatar idles and
-the video never stalls), feeds the generator, and hands every frame it yields, already converted
-for the encoders, to the output tracks. ONNX Runtime releases the GIL while it runs, so the event
-loop keeps moving packets meanwhile.
+Each tick takes 40 ms of audio from its source, the peer's inlet or an agent's playout (silence when
+nobody speaks, so the avatar idles and the video never stalls), feeds the generator, and hands every
+frame it yields, already converted for the encoders, to the output tracks. ONNX Runtime releases the
+GIL while it runs, so the event loop keeps moving packets meanwhile.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
 
 from s2v.contract import MOTION_CHANNELS
 from s2v.runtime.generator import StreamingGenerator
-from s2v.server.audio_inlet import AudioInlet
 from s2v.server.clock import SessionClock
 from s2v.server.metrics import SessionMetrics
 from s2v.server.tracks import FrameOutlet, Upsampler, video_frame
@@ -24,21 +26,29 @@ _SPEECH = MOTION_CHANNELS.index("speech")
 MAX_BEHIND_TICKS = 3  # further behind than this, ticks are given up instead of rendered in a burst
 
 
+class AudioSource(Protocol):
+    """Where each tick's audio comes from: the peer's microphone (AudioInlet) or an agent (SegmentPlayout)."""
+
+    def read(self) -> np.ndarray: ...
+
+
 class RenderLoop:
     def __init__(
         self,
         log: logging.LoggerAdapter,
         generator: StreamingGenerator,
-        inlet: AudioInlet,
+        source: AudioSource,
         clock: SessionClock,
         video_out: FrameOutlet,
         audio_out: FrameOutlet,
         metrics: SessionMetrics,
         on_failure: Callable[[BaseException], None],
+        shown: Callable[[int], None] | None = None,
     ) -> None:
         self._log = log
         self._generator = generator
-        self._inlet = inlet
+        self._source = source
+        self._shown = shown  # told the timeline index of every frame drawn, in order
         self._clock = clock
         self._video_out = video_out
         self._audio_out = audio_out
@@ -92,11 +102,13 @@ class RenderLoop:
                     metrics.skipped_ticks += behind
                     self._log.warning("render is %d ticks behind the clock; skipping them", behind)
             started, cpu = time.perf_counter(), time.thread_time()
-            self._generator.push_audio(self._inlet.read())
+            self._generator.push_audio(self._source.read())
             for frame in self._generator.frames():
                 index = frame.index + skipped
                 self._video_out.put_threadsafe(index, video_frame(frame.image))
                 self._audio_out.put_threadsafe(index, self._upsample(frame.audio))
                 self.speaking = bool(frame.motion[_SPEECH] > 0.5)
+                if self._shown is not None:
+                    self._shown(index)
             metrics.rendered((time.perf_counter() - started) * 1000.0, time.thread_time() - cpu)
             tick += 1

@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from s2v.avatar import Avatar
 from s2v.control.idle import IdleConfig
 from s2v.runtime.generator import StreamingGenerator
+from s2v.runtime.playout import PlaybackEvent, SegmentPlayout
 from s2v.runtime.model import ExportedModel
 from s2v.server.audio_inlet import AudioInlet
 from s2v.server.clock import SessionClock
@@ -45,7 +46,7 @@ class SessionLog(logging.LoggerAdapter):
 class Session:
     def __init__(self, config: ServerConfig, model: ExportedModel, avatar: Avatar,
                  on_closed: Callable[[Session], None], may_go_live: Callable[[], bool] = lambda: True,
-                 client: str = "") -> None:
+                 client: str = "", agent: bool = False) -> None:
         self.id = secrets.token_hex(4)
         self.log = SessionLog(log, {"session": self.id})
         self.config = config
@@ -65,13 +66,17 @@ class Session:
         delay = max(spec.samples_per_frame, round(config.playout_delay_ms * spec.sample_rate / 1000.0))
         self.inlet = AudioInlet(delay_samples=delay, read_samples=spec.samples_per_frame, log=self.log)
         self.generator = StreamingGenerator(model, avatar, idle=IdleConfig(seed=zlib.crc32(self.id.encode())))
+        # An agent's session speaks the segments it pushes; the viewer's microphone, if any, is not heard.
+        self.playout = SegmentPlayout(spec.sample_rate, spec.samples_per_frame, config.agent_buffer_s) if agent else None
+        self.playback: asyncio.Queue[PlaybackEvent] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         video_out: FrameOutlet[av.VideoFrame] = FrameOutlet(loop)
         audio_out: FrameOutlet = FrameOutlet(loop)
         self.video_track = AvatarVideoTrack(self.clock, video_out, self.metrics, video_frame(avatar.background))
         self.audio_track = AvatarAudioTrack(self.clock, audio_out)
-        self.render = RenderLoop(self.log, self.generator, self.inlet, self.clock, video_out, audio_out,
-                                 self.metrics, self._render_failed)
+        self.render = RenderLoop(self.log, self.generator, self.playout or self.inlet, self.clock, video_out,
+                                 audio_out, self.metrics, self._render_failed,
+                                 shown=self._shown if self.playout is not None else None)
         self.pc = RTCPeerConnection(rtc_configuration())
         self._loop = loop
         self._tasks: set[asyncio.Task] = set()
@@ -114,7 +119,7 @@ class Session:
         return self.pc.localDescription
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio" and not self._audio_in:
+        if track.kind == "audio" and not self._audio_in and self.playout is None:
             self._audio_in = True
             self._spawn(self._feed_inlet(track))
         else:
@@ -173,8 +178,26 @@ class Session:
     def interrupt(self) -> None:
         """Stop the avatar speaking now: buffered speech is dropped and the mouth returns to rest."""
         self.inlet.clear()
+        if self.playout is not None:
+            for event in self.playout.clear():
+                self.playback.put_nowait(event)
         self.generator.interrupt()
         self.log.info("interrupted")
+
+    def _shown(self, index: int) -> None:
+        """Render thread: frame `index` was drawn; its playback events go out when it is released."""
+        events = self.playout.shown().events
+        if events:
+            try:
+                self._loop.call_soon_threadsafe(self._release_events, index, events)
+            except RuntimeError:  # the loop closed: the server is stopping
+                pass
+
+    def _release_events(self, index: int, events: list[PlaybackEvent]) -> None:
+        def put() -> None:
+            for event in events:
+                self.playback.put_nowait(event)
+        self._loop.call_at(self.clock.release_time(index), put)
 
     def set_prompt(self, text: str) -> dict[str, float]:
         style = self.generator.set_prompt(text)
@@ -224,6 +247,7 @@ class Session:
             "inlet_late_ms": round(1000.0 * self.inlet.counters.late_samples / rate),
             "inlet_dropped_ms": round(1000.0 * self.inlet.counters.dropped_samples / rate),
             "age_s": round(time.monotonic() - self.created, 1),
+            **({"buffered_s": round(self.playout.buffered_s, 2)} if self.playout is not None else {}),
         }
 
     # --- ending ------------------------------------------------------------------------------

@@ -65,3 +65,33 @@ async def test_the_page_plays_the_avatar_driven_by_a_fake_microphone(live_server
     assert changes.max() > 0.2, changes  # the avatar moves: not a frozen frame
     assert grey.mean() > 20  # and it is a picture, not black
     assert snapshots[-1]["badge"] in ("live", "speaking")
+
+
+async def test_typed_text_is_spoken_through_the_agent_path(live_server):
+    from playwright.async_api import async_playwright
+
+    server = await live_server()
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(server.url)
+            await page.check('input[value="text"]')
+            await page.click("#start")
+            await page.wait_for_function(VIDEO_PLAYING, timeout=20_000)
+            assert [s.playout is not None for s in server.service.sessions] == [True]  # an agent session
+            await page.fill("#say-text", "Hello, I am your avatar.")
+            await page.click("#say")
+            await page.wait_for_function("() => document.getElementById('message').textContent === 'speaking…'",
+                                         timeout=10_000)
+            await page.wait_for_function("() => document.getElementById('message').textContent.startsWith('said')",
+                                         timeout=10_000)
+            message = await page.text_content("#message")
+        finally:
+            await browser.close()
+    assert not errors, errors
+    assert "interrupted" not in message and 1.0 < float(message.split()[1]) < 3.0, message

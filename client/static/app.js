@@ -1,5 +1,6 @@
 // Browser client: one websocket carries signalling, live control and the server's stats;
 // one RTCPeerConnection sends the voice and receives the avatar (video + the audio it was made from).
+// With "Typed text" the page is the viewer of an agent session (/agent): the server speaks what is typed.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -27,9 +28,15 @@ function setState(state) {
   $("interrupt").disabled = !running;
 }
 
-// The voice: the microphone, or an audio file played through WebAudio into a MediaStream track.
+function voiceSource() {
+  return document.querySelector('input[name="source"]:checked').value;
+}
+
+// The voice: the microphone, or an audio file played through WebAudio into a MediaStream track;
+// none for typed text, which the server synthesises itself.
 async function voiceTrack() {
-  const source = document.querySelector('input[name="source"]:checked').value;
+  const source = voiceSource();
+  if (source === "text") return { track: null, play: () => {} };
   if (source === "mic") {
     localStream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
@@ -67,11 +74,11 @@ function waitForIce(peer) {
 // A server started with --token is opened as http://host:port/?token=TOKEN; the page passes it on.
 const token = new URLSearchParams(location.search).get("token");
 
-function openSocket() {
+function openSocket(path) {
   return new Promise((resolve, reject) => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const query = token ? `?token=${encodeURIComponent(token)}` : "";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
+    const socket = new WebSocket(`${scheme}://${location.host}${path}${query}`);
     socket.onopen = () => resolve(socket);
     socket.onerror = () => reject(new Error("cannot reach the server's websocket"));
   });
@@ -82,13 +89,14 @@ async function start() {
   setState("connecting");
   try {
     const voice = await voiceTrack();
-    ws = await openSocket();
+    ws = await openSocket(voice.track ? "/ws" : "/agent");
     ws.onmessage = (event) => onServerMessage(JSON.parse(event.data), voice);
     ws.onclose = () => stop("the server closed the connection");
 
     pc = new RTCPeerConnection({ iceServers: [] });
     pc.addTransceiver("video", { direction: "recvonly" });
-    pc.addTrack(voice.track, localStream);
+    if (voice.track) pc.addTrack(voice.track, localStream);
+    else pc.addTransceiver("audio", { direction: "recvonly" });
     pc.ontrack = (event) => {
       const stream = event.streams[0] || new MediaStream([event.track]);
       if (video.srcObject !== stream) video.srcObject = stream;
@@ -129,6 +137,12 @@ async function onServerMessage(message, voice) {
       break;
     case "interrupted":
       say("interrupted");
+      break;
+    case "playback_started":
+      say("speaking…");
+      break;
+    case "playback_finished":
+      say(`said ${message.position_s.toFixed(1)} s${message.interrupted ? ", interrupted" : ""}`);
       break;
     case "closed":
       stop(`session ended: ${message.reason}`);
@@ -232,6 +246,14 @@ $("prompt-form").onsubmit = (event) => {
   send({ type: "prompt", text: $("prompt").value.trim() });
 };
 $("audio-file").onchange = () => { document.querySelector('input[value="file"]').checked = true; };
+$("say-form").onsubmit = (event) => {
+  event.preventDefault();
+  if (!ws || voiceSource() !== "text") {
+    say('choose "Typed text", press Start, then type', true);
+    return;
+  }
+  send({ type: "say", text: $("say-text").value.trim() });
+};
 
 setState("stopped");
 if (new URLSearchParams(location.search).get("autostart") === "1") start();
