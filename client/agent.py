@@ -101,10 +101,10 @@ class AgentClient:
         self._open_format = None
         return (await self._request({"type": "end_segment"}, "segment_ended"))["segment"]
 
-    async def clear_buffer(self) -> None:
-        """Barge-in: drop all queued speech; the next frame shows the mouth at rest."""
+    async def clear_buffer(self) -> int:
+        """Barge-in: drop all queued speech. Returns the first video frame at rest (its RTP timestamp / 3600)."""
         self._open_format = None
-        await self._request({"type": "clear"}, "cleared")
+        return (await self._request({"type": "clear"}, "cleared"))["rest_frame"]
 
     async def set_prompt(self, text: str) -> dict[str, Any]:
         return await self._request({"type": "prompt", "text": text}, "prompt")

@@ -9,6 +9,7 @@ GIL while it runs, so the event loop keeps moving packets meanwhile.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +21,11 @@ from s2v.contract import MOTION_CHANNELS
 from s2v.runtime.generator import StreamingGenerator
 from s2v.server.clock import SessionClock
 from s2v.server.metrics import SessionMetrics
-from s2v.server.tracks import FrameOutlet, Upsampler, video_frame
+from s2v.server.tracks import OUTPUT_RATE, FrameOutlet, Upsampler, video_frame
 
 _SPEECH = MOTION_CHANNELS.index("speech")
 MAX_BEHIND_TICKS = 3  # further behind than this, ticks are given up instead of rendered in a burst
+REDRAW_LEAD_S = 0.01  # after an interrupt, a frame due sooner than this goes out as drawn: no time to redraw it
 
 
 class AudioSource(Protocol):
@@ -56,14 +58,31 @@ class RenderLoop:
         self._on_failure = on_failure
         self._upsample = Upsampler()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set with _stop, or when frames are to be redrawn at rest
+        self._redraw: tuple[int, int] | None = None  # [first, end) frames to redraw at rest
         self._thread = threading.Thread(target=self._run, name=f"render-{log.extra['session']}", daemon=True)
         self.speaking = False  # the latest frame's voice activity, for the session state
+        self.skipped = 0  # ticks given up so far: timeline index = generator index + skipped
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def redraw_at_rest(self, first_at_rest: int) -> int:
+        """After the generator's interrupt: frames drawn before it but not yet due are redrawn with the mouth at
+        rest and silence, so the next frame that leaves is at rest. Returns the first frame that will be."""
+        clock = self._clock
+        if clock.start is None:
+            return first_at_rest
+        first = max(0, math.ceil((clock.now() + REDRAW_LEAD_S - clock.release_time(0)) / clock.period))
+        if first >= first_at_rest:
+            return first_at_rest
+        self._redraw = (first, first_at_rest)
+        self._wake.set()
+        return first
 
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
@@ -84,12 +103,17 @@ class RenderLoop:
     def _ticks(self) -> None:
         clock, metrics = self._clock, self._metrics
         tick = 0
-        skipped = 0  # ticks given up so far: timeline index = generator index + skipped
         while True:
             wait = clock.tick_time(tick) - clock.now()
             if wait > 0:
-                if self._stop.wait(wait):
+                self._wake.wait(wait)
+                self._wake.clear()
+                if self._stop.is_set():
                     return
+                if (redraw := self._redraw) is not None:
+                    self._redraw = None
+                    self._draw_at_rest(*redraw)
+                continue
             elif self._stop.is_set():
                 return
             elif -wait > clock.period:
@@ -98,13 +122,13 @@ class RenderLoop:
                 if behind > MAX_BEHIND_TICKS:
                     # Catching up in a burst would only produce frames already past their release time.
                     tick += behind
-                    skipped += behind
+                    self.skipped += behind
                     metrics.skipped_ticks += behind
                     self._log.warning("render is %d ticks behind the clock; skipping them", behind)
             started, cpu = time.perf_counter(), time.thread_time()
             self._generator.push_audio(self._source.read())
             for frame in self._generator.frames():
-                index = frame.index + skipped
+                index = frame.index + self.skipped
                 self._video_out.put_threadsafe(index, video_frame(frame.image))
                 self._audio_out.put_threadsafe(index, self._upsample(frame.audio))
                 self.speaking = bool(frame.motion[_SPEECH] > 0.5)
@@ -112,3 +136,10 @@ class RenderLoop:
                     self._shown(index)
             metrics.rendered((time.perf_counter() - started) * 1000.0, time.thread_time() - cpu)
             tick += 1
+
+    def _draw_at_rest(self, first: int, end: int) -> None:
+        image = self._generator.rest_image()
+        silence = np.zeros(OUTPUT_RATE // self._clock.fps, np.int16)
+        for index in range(first, end):  # one VideoFrame each: the track stamps its own pts on it
+            self._video_out.put_threadsafe(index, video_frame(image))
+            self._audio_out.put_threadsafe(index, silence)

@@ -175,14 +175,17 @@ class Session:
 
     # --- control -----------------------------------------------------------------------------
 
-    def interrupt(self) -> None:
-        """Stop the avatar speaking now: buffered speech is dropped and the mouth returns to rest."""
+    def interrupt(self) -> int:
+        """Stop the avatar speaking now: buffered speech is dropped and the mouth returns to rest.
+
+        Returns the index on the output timeline (RTP timestamp / 3600) of the first frame at rest."""
         self.inlet.clear()
         if self.playout is not None:
             for event in self.playout.clear():
                 self.playback.put_nowait(event)
-        self.generator.interrupt()
-        self.log.info("interrupted")
+        rest = self.render.redraw_at_rest(self.generator.interrupt() + self.render.skipped)
+        self.log.info("interrupted: frame %d on is at rest", rest)
+        return rest
 
     def _shown(self, index: int) -> None:
         """Render thread: frame `index` was drawn; its playback events go out when it is released."""

@@ -68,8 +68,8 @@ class SocketSession:
         if kind == "offer":
             await self.open(body)
         elif kind in ("interrupt", "clear"):
-            self.live().interrupt()
-            await self.reply({"type": "interrupted" if kind == "interrupt" else "cleared"})
+            rest = self.live().interrupt()
+            await self.reply({"type": "interrupted" if kind == "interrupt" else "cleared", "rest_frame": rest})
         elif kind == "prompt":
             await self.reply({"type": "prompt", "text": _text(body), "style": self.live().set_prompt(_text(body))})
         elif kind == "stop":

@@ -72,11 +72,11 @@ def test_interrupt_returns_the_mouth_to_rest_on_the_next_frame(model, avatar, sp
     speaking = list(generator.frames())
     assert max(f.motion[JAW] for f in speaking[-10:]) > 0.3
     generator.push_audio(speech_16k)  # queued speech that the interrupt must discard
-    generator.interrupt()
+    rest = generator.interrupt()
     assert generator.pending_samples() == 0
     generator.push_audio(np.zeros(STEP, np.float32))
     after = list(generator.frames())
-    assert len(after) == 1 and after[0].index == speaking[-1].index + 1
+    assert len(after) == 1 and after[0].index == speaking[-1].index + 1 == rest
     assert after[0].motion[JAW] < 0.1
     assert not after[0].audio.any()
 

@@ -12,7 +12,8 @@ import pytest
 
 from s2v.client import analysis
 from s2v.client.agent import AgentClient, AgentError
-from s2v.client.live import SEND_RATE, Received, collect_audio, collect_video, audio_timeline, measure
+from s2v.client.agent_bench import rest_after_clear
+from s2v.client.live import SEND_RATE, Received, collect_audio, collect_video, measure
 
 TTS_RATE = 24000
 CHUNK_S = 0.1
@@ -104,9 +105,10 @@ async def test_agent_drives_the_avatar_in_sync_and_a_clear_lands_within_frames(l
     pusher = asyncio.ensure_future(_push(agent, np.concatenate([tts, tts])))  # a long answer...
     _, second = await viewer.wait("playback_started")
     await asyncio.sleep(1.2)
+    pusher.cancel()  # the TTS stops first: a chunk pushed after the clear would open a new segment
+    await asyncio.gather(pusher, return_exceptions=True)
     cleared_at = time.monotonic()
-    await agent.clear_buffer()  # ... that the user interrupts
-    pusher.cancel()
+    rest_frame = await agent.clear_buffer()  # ... that the user interrupts
     _, cut = await viewer.wait("playback_finished", segment=second["segment"])
     await asyncio.sleep(1.0)
     await agent.close()
@@ -119,19 +121,18 @@ async def test_agent_drives_the_avatar_in_sync_and_a_clear_lands_within_frames(l
     assert abs(stats["av_offset_ms"]) <= 40 and stats["av_correlation"] > 0.4
     assert cut["interrupted"] is True and 1.0 < cut["position_s"] < 1.6
 
-    # From the received pictures and sound: the mouth comes to rest and the queued speech is never heard.
+    # From the received pictures and sound: the frame the server names comes soon, shows the mouth at rest, and
+    # the queued speech is never heard after it.
     times = np.asarray(got.video_t)
     cavity = analysis.cavity(np.stack(got.mouth))
     idle = cavity[times < pushed]
     speaking = cavity[(times > pushed + 0.3) & (times < pushed + duration)]
     ceiling = np.quantile(idle, 0.95) + 0.25 * (np.quantile(speaking, 0.9) - np.quantile(idle, 0.95))
-    rest_at = analysis.settles(times, cavity, cleared_at, ceiling)
-    print(f"clear -> mouth at rest for good: {1000 * (rest_at - cleared_at):.0f} ms")
-    assert rest_at is not None and rest_at - cleared_at < 0.25
-    audio, audio_start = audio_timeline(got)
-    after = audio[int((cleared_at + 0.2 - audio_start) * SEND_RATE) :]
-    during = audio[int((pushed - audio_start) * SEND_RATE) : int((pushed + duration - audio_start) * SEND_RATE)]
-    assert np.sqrt(np.mean(after**2)) < 0.02 * np.sqrt(np.mean(during**2))
+    rest = rest_after_clear(got, cavity, ceiling, cleared_at, rest_frame)
+    print("clear:", rest)
+    assert rest["clear_to_rest_frame_ms"] is not None and rest["clear_to_rest_frame_ms"] < 200
+    assert rest["frames_at_rest"] == 1.0
+    assert rest["sound_after"] < 0.05
 
 
 async def test_the_server_speaks_typed_text_through_the_agent_path(live_server):
@@ -181,19 +182,28 @@ async def test_bad_agent_input_gets_clear_errors_and_other_sessions_stay_untouch
         assert "still open" in await refusal({"type": "segment", "sample_rate": 16000})
         assert "whole number" in await refusal(b"\0\0\0")
         # Ten minutes of audio in about a second: the first 5 s are queued, every later chunk refused.
+        await asyncio.sleep(1.0)  # (past the new session's start-up, which costs the machine a burst of CPU)
         flood = time.monotonic()
         for i in range(600):
             await bad._socket().send_bytes(np.zeros(16000, np.int16).tobytes())
             await asyncio.sleep(flood + (i + 1) / 600 - time.monotonic())
-        for _ in range(595):
-            assert "ahead of playback" in (await asyncio.wait_for(bad.wait_for("error"), 5))["error"]
+        refused = 0
+        try:
+            while True:
+                refused += "ahead of playback" in (await asyncio.wait_for(bad.wait_for("error"), 1.0))["error"]
+        except asyncio.TimeoutError:
+            pass
+        assert 585 <= refused <= 595  # 5 s queued, plus what played out meanwhile
         stats = await asyncio.wait_for(bad.wait_for("stats"), 5)
         assert 0 < stats["buffered_s"] <= 5.0  # playing out at real time meanwhile
 
-        # The other session went on at full rate all the while.
-        fps = [(await viewer.wait("stats", after=flood))[1]["fps"] for _ in range(2)]
-        print("the other session during the flood, fps:", fps)
-        assert min(fps) >= 23  # (the flood comes from this process too, and shares its event loop)
+        # The other session went on at full rate all the while (the flood comes from this process too, and
+        # shares its event loop).
+        await asyncio.sleep(max(0.0, flood + 2.0 - time.monotonic()))
+        arrivals = np.asarray(viewer.got.video_t)
+        received = int(np.sum((arrivals >= flood) & (arrivals < flood + 2.0)))
+        print("the other session received", received, "frames in the 2 s of the flood")
+        assert received >= 46
     viewer.stop()
 
 

@@ -86,9 +86,9 @@ async def test_a_thousand_hostile_requests_are_refused_while_a_session_keeps_str
                     status = 0
                 statuses[status] = statuses.get(status, 0) + 1
                 await asyncio.sleep(0.005)  # ~100 requests a second from this one client
-            for _ in range(50):  # the websocket takes the same garbage, a socket each
+            for i in range(50):  # both websockets take the same garbage, a socket each
                 _, _, body = _hostile(rng, sdp)
-                async with http.ws_connect(f"{server.url}/ws") as ws:
+                async with http.ws_connect(f"{server.url}{('/ws', '/agent')[i % 2]}") as ws:
                     await ws.send_str(body.decode("latin-1"))
                     reply = json.loads((await ws.receive()).data)
                     assert reply["type"] in ("error", "answer"), reply

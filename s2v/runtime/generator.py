@@ -73,6 +73,8 @@ class StreamingGenerator:
         self._state = model.initial_state()
         self._held: deque[np.ndarray] = deque()  # audio of frames the graph has seen but not yet drawn
         self._steps = 0  # frames of audio given to the graph
+        self._taken = 0  # frames of audio taken for the graph, including a call still running
+        self._controls: np.ndarray | None = None  # the latest frame's head, eye and brow controls
 
     @property
     def fps(self) -> int:
@@ -95,17 +97,27 @@ class StreamingGenerator:
     def set_prompt(self, prompt: str) -> MotionStyle:
         return self.controller.set_prompt(prompt)
 
-    def interrupt(self) -> None:
+    def interrupt(self) -> int:
         """Stop speaking now: drop queued audio and return the mouth to rest on the next frame.
 
         The frames already seen by the graph are kept on the timeline but now carry silence, and
         the state is zeroed (the graph's "silence before"), so the very next frame is at rest.
+        Returns the index of that frame (frames of a graph call already running come before it).
         """
         with self._lock:
             self._pending = np.zeros(0, np.float32)
             self._state = self.model.initial_state()
             for i in range(len(self._held)):
                 self._held[i] = np.zeros(self._step, np.float32)
+            return max(0, self._taken - self._lookahead)
+
+    def rest_image(self) -> np.ndarray:
+        """The whole picture with the mouth at rest and the latest head pose, off the timeline: after an
+        interrupt, a frame drawn before it but not yet shown is replaced by this."""
+        controls = self._controls if self._controls is not None else self.controller.next(np.zeros(1))
+        crops, _, _ = self.model.run(np.zeros(self._step, np.float32), self.model.initial_state(), controls,
+                                     self.avatar.inputs)
+        return self.avatar.frame(crops[0])
 
     def frames(self) -> Iterator[AvatarFrame]:
         """Generate every frame whose audio (and look-ahead) is in; returns when none is left."""
@@ -116,6 +128,7 @@ class StreamingGenerator:
                     return
                 audio = self._pending[: n * self._step]
                 self._pending = self._pending[n * self._step :]
+                self._taken += n
                 state = self._state
             yield from self._advance(audio, state)
 
@@ -130,13 +143,16 @@ class StreamingGenerator:
     def _advance(self, audio: np.ndarray, state: np.ndarray) -> Iterator[AvatarFrame]:
         n = len(audio) // self._step
         controls = self.controller.next(voice_level(audio, self._step))
+        self._controls = controls[-1:]
         crops, motion, new_state = self.model.run(audio, state, controls, self.avatar.inputs)
         ready: list[tuple[int, np.ndarray, int]] = []  # (frame index, its audio, row)
         with self._lock:
-            if self._state is state:  # an interrupt in between wins over this result
+            interrupted = self._state is not state  # an interrupt in between wins over this result
+            if not interrupted:
                 self._state = new_state
             for i in range(n):
-                self._held.append(audio[i * self._step : (i + 1) * self._step].copy())
+                chunk = audio[i * self._step : (i + 1) * self._step]
+                self._held.append(np.zeros_like(chunk) if interrupted else chunk.copy())
                 index = self._steps - self._lookahead
                 self._steps += 1
                 # Rows before the stream began are the graph still filling its look-ahead.
