@@ -63,6 +63,7 @@ class TrainConfig:
     contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
     round_weight: float = 1.0  # extra weight on lip_spread where the lips should be rounded (target < -0.4)
     silence_weight: float = 2.0  # extra weight where nobody speaks (speech target ~0): a still mouth in pauses
+    open_weight: float = 0.0  # extra closure weight where the mouth should be open in speech (no lips shut mid-vowel)
     phone_weight: float = 0.05  # auxiliary phone classification from the GRU outputs (training only)
     threads: int = field(default=1, metadata={"help": "torch threads; batches are made on one more thread"})
     out: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
@@ -154,12 +155,17 @@ def feature_stats(net: MotionNet, sampler: CropSampler, crops: int = 96) -> tupl
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """Weighted MSE; lips that should be closed (p/b/m) or tucked (f/v) weigh extra, whatever the loudness, and
-    so do rounded lips, which the synthetic voices' spread vowels would otherwise average away, and pauses,
-    where recorded people's breaths and noise floors otherwise leave the jaw ajar."""
+    so do rounded lips, which the synthetic voices' spread vowels would otherwise average away, pauses,
+    where recorded people's breaths and noise floors otherwise leave the jaw ajar, and (open_weight) lips
+    held apart in open speech, where a loudness dip alone would otherwise shut them mid-vowel."""
     w = torch.tensor(cfg.channel_weights).expand_as(target).clone()
     for name in ("lip_closure", "lip_tuck"):
         c = MOTION_CHANNELS.index(name)
         w[..., c] = w[..., c] * (1 + cfg.contact_weight * (target[..., c] > 0.5).float())
+    closure, jaw = MOTION_CHANNELS.index("lip_closure"), MOTION_CHANNELS.index("jaw_open")
+    speaking = target[..., MOTION_CHANNELS.index("speech")] > 0.5
+    wide = speaking & (target[..., closure] < 0.05) & (target[..., jaw] > 0.3)
+    w[..., closure] = w[..., closure] * (1 + cfg.open_weight * wide.float())
     s = MOTION_CHANNELS.index("lip_spread")
     w[..., s] = w[..., s] * (1 + cfg.round_weight * (target[..., s] < -0.4).float())
     quiet = (target[..., MOTION_CHANNELS.index("speech")] < 0.05).float().unsqueeze(-1)
