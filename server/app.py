@@ -27,7 +27,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from s2v.avatar import AvatarConfig, AvatarError, AvatarStore
 from s2v.runtime.model import ExportedModel, ModelConfig
-from s2v.server.access import ROUTES, token_check
+from s2v.server.access import ROUTES, rate_limit, token_check
 from s2v.server.config import ServerConfig
 from s2v.server.prometheus import CONTENT_TYPE
 from s2v.server.service import SERVICE, AvatarService, describe, jsonable
@@ -49,8 +49,6 @@ def _static_dir() -> Path:
 
 def json_response(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=jsonable))
-
-
 
 
 @web.middleware
@@ -190,7 +188,8 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
             raise SystemExit(f"--avatar {config.avatar}: {exc}") from exc
     else:
         default_avatar = store.builtin()
-    app = web.Application(middlewares=[json_errors, token_check(config.token)])
+    app = web.Application(middlewares=[json_errors, rate_limit(config.rate_limit, config.rate_burst),
+                                       token_check(config.token)])
     app[SERVICE] = AvatarService(config, model, store, default_avatar)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)

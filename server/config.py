@@ -36,6 +36,11 @@ class ServerConfig:
     max_upload_bytes: int = field(default=10_000_000, metadata={"help": "largest avatar photo accepted (413 above)"})
     token: str | None = field(default=None, metadata={"help": "if set, /offer, /avatars and /ws need it, as "
                                                               "'Authorization: Bearer TOKEN' or ?token=TOKEN (S2V_TOKEN)"})
+    rate_limit: float = field(default=10.0, metadata={"help": "requests a second one client address may make to "
+                                                              "/offer, /avatars, /ws, /agent and /sessions (429 "
+                                                              "above; 0: no limit)"})
+    rate_burst: int = field(default=30, metadata={"help": "requests one client may make at once before "
+                                                          "--rate-limit applies"})
     upload_queue: int = field(default=4, metadata={"help": "photos prepared or waiting at once; more get a 503"})
     allowed_origins: tuple[str, ...] = field(default=(), metadata={
         "help": "web origins besides the server's own whose pages may open /ws (e.g. https://app.example.com); "

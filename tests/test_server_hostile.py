@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import random
+import subprocess
+import sys
 
 import aiohttp
 from aiortc import RTCPeerConnection
@@ -54,7 +56,7 @@ def _hostile(rng: random.Random, sdp: str) -> tuple[str, dict[str, str], bytes]:
 
 
 async def test_a_thousand_hostile_requests_are_refused_while_a_session_keeps_streaming(live_server):
-    server = await live_server(max_sessions=2, upload_queue=2)
+    server = await live_server(max_sessions=2, upload_queue=2, rate_limit=0)  # every request reaches its parser
     pc, frames, _ = await connect(server.url, "video")
     template = RTCPeerConnection(rtc_configuration())
     sdp = await offer_sdp(template, "audio", "video")
@@ -101,6 +103,56 @@ async def test_a_thousand_hostile_requests_are_refused_while_a_session_keeps_str
     finally:
         watcher.cancel()
         await pc.close()
+
+
+FLOOD = """
+import asyncio, collections, json, sys
+import aiohttp
+
+BODY = b"[" * 50000 + b"]" * 50000  # costly to refuse: JSON nested too deep to parse
+
+async def main(url, count):
+    statuses = collections.Counter()
+    async with aiohttp.ClientSession() as http:
+        async def one():
+            async with http.post(url + "/offer", data=BODY, headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+                statuses[r.status] += 1
+        for start in range(0, count, 16):  # as fast as it goes, 16 at a time
+            await asyncio.gather(*(one() for _ in range(min(16, count - start))))
+    print(json.dumps(statuses))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def test_an_unpaced_flood_from_another_process_is_refused_cheaply_while_a_session_streams(live_server):
+    server = await live_server(rate_limit=10, rate_burst=30)
+    pc, frames, _ = await connect(server.url, "video")
+    seconds: list[int] = []
+
+    async def watch() -> None:
+        await asyncio.sleep(0.6)
+        while True:
+            await asyncio.sleep(0.5)
+            seconds.append(frames.in_last(1.0))
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        flood = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOOD, server.url, "8000",
+                                                     stdout=subprocess.PIPE)
+        out, _ = await asyncio.wait_for(flood.communicate(), 120)
+        statuses = {int(k): v for k, v in json.loads(out).items()}
+        async with aiohttp.ClientSession() as http:  # what is not limited still answers at once
+            async with http.get(f"{server.url}/healthz") as response:
+                assert response.status == 200
+    finally:
+        watcher.cancel()
+        await pc.close()
+    print("flood:", statuses, "live session, frames per second:", min(seconds), "-", max(seconds))
+    assert statuses.get(400, 0) <= 30 + 10 * len(seconds) and statuses[429] >= 7000
+    assert set(statuses) <= {400, 429}
+    assert min(seconds) >= 20, seconds
 
 
 def _rss_mb() -> float:
