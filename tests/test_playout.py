@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2v.runtime.playout import PcmFormat, PlayoutError, SegmentPlayout
+from s2v.runtime.playout import MAX_SEGMENTS, PcmFormat, PlayoutError, SegmentPlayout
 
 RATE, STEP = 16000, 640
 
@@ -128,3 +128,15 @@ def test_bad_input_is_refused_with_a_reason_and_changes_nothing():
     playout.end()
     audio = np.concatenate([playout.read() for _ in range(45)])
     assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
+
+
+def test_segments_queued_at_once_are_bounded():
+    playout = SegmentPlayout(RATE, STEP, max_buffered_s=600)
+    playout.begin(PcmFormat(RATE))
+    playout.push(_tone(10.0, RATE).tobytes())  # a long answer playing...
+    playout.end()
+    with pytest.raises(PlayoutError, match="segments are already queued"):
+        for _ in range(MAX_SEGMENTS):  # ... and a flood of empty segments behind it
+            playout.begin(PcmFormat(RATE))
+            playout.end()
+    assert len(_play(playout, 300)) == 2 * MAX_SEGMENTS  # every one that was accepted plays and finishes

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 SAMPLE_FORMATS = {"s16": ("s16", np.dtype("<i2")), "f32": ("flt", np.dtype("<f4"))}
+MAX_SEGMENTS = 256  # queued at once: each holds a resampler, and empty ones cost no buffer time
 
 
 class PlayoutError(ValueError):
@@ -120,6 +121,9 @@ class SegmentPlayout:
         with self._lock:
             if self._open is not None:
                 raise PlayoutError(f"segment {self._open.id} is still open: send end_segment before a new segment")
+            if len(self._segments) >= MAX_SEGMENTS:
+                raise PlayoutError(f"{len(self._segments)} segments are already queued, the most this server keeps: "
+                                   "wait for playback_finished events before opening more")
             seg = _Segment(self._next_id, fmt, av.AudioResampler(format="flt", layout="mono", rate=self.rate))
             self._next_id += 1
             self._open = seg
