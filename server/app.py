@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import signal
+import ssl
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from s2v.avatar import AvatarConfig, AvatarError, AvatarStore
 from s2v.runtime.model import ExportedModel, ModelConfig
 from s2v.server.access import ROUTES, rate_limit, token_check
 from s2v.server.config import ServerConfig
+from s2v.server.logs import use_json_logs
 from s2v.server.prometheus import CONTENT_TYPE
 from s2v.server.service import SERVICE, AvatarService, describe, jsonable
 from s2v.server.session import SessionRegistry
@@ -208,6 +210,8 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
 def serve(config: ServerConfig) -> None:
     """Run the server until SIGINT/SIGTERM (the `s2v serve` command); prints the address once listening."""
     logging.getLogger("aioice").setLevel(logging.WARNING)  # one INFO line per ICE candidate pair otherwise
+    if config.log_format == "json":
+        use_json_logs()
     app = create_app(config)
     asyncio.run(_serve(app, config))
 
@@ -216,14 +220,18 @@ async def _serve(app: web.Application, config: ServerConfig) -> None:
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        tls = None
+        if config.certfile is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(config.certfile, config.keyfile)
+        await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()
         host, port = runner.addresses[0][:2]
         service = app[SERVICE]
         signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, signals.put_nowait, sig)
-        print(f"s2v serving on http://{host}:{port}/ ({service.model.provider}, up to {config.max_sessions} "
+        print(f"s2v serving on {'https' if tls else 'http'}://{host}:{port}/ ({service.model.provider}, up to {config.max_sessions} "
               f"sessions, default avatar {service.default_avatar.id})", flush=True)
         await signals.get()
         await _drain(service, signals, config.drain_timeout_s)

@@ -58,9 +58,19 @@ class ServerConfig:
                                                                "(its own default, 4, adds 60 ms)"})
     agent_buffer_s: float = field(default=120.0, metadata={"help": "speech an agent on /agent may send ahead of "
                                                                     "playback; chunks beyond are refused"})
+    certfile: Path | None = field(default=None, metadata={"help": "serve HTTPS with this certificate (PEM); "
+                                                                   "browsers give the microphone only to HTTPS pages "
+                                                                   "or localhost"})
+    keyfile: Path | None = field(default=None, metadata={"help": "the certificate's private key (PEM)"})
+    log_format: str = field(default="text", metadata={"help": "text, or json: one JSON object per line, with the "
+                                                              "session id as a field"})
     stats_interval_s: float = field(default=1.0, metadata={"help": "seconds between stats events on /ws"})
 
     def __post_init__(self) -> None:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("--certfile and --keyfile go together")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"--log-format must be text or json, not {self.log_format!r}")
         if self.max_sessions < 1 or self.max_connecting < 1:
             raise ValueError("max_sessions and max_connecting must be at least 1")
         if self.width % 2 or self.height % 2 or min(self.width, self.height) < 64:

@@ -39,7 +39,10 @@ WATCHDOG_PERIOD_S = 0.5
 
 
 class SessionLog(logging.LoggerAdapter):
+    """Every line names its session: in the text, and as the record's `session` (a field of JSON logs)."""
+
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
         return f"[session {self.extra['session']}] {msg}", kwargs
 
 

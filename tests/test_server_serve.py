@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 SERVE = """
@@ -103,3 +104,57 @@ async def test_a_second_signal_stops_at_once_whatever_is_live(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+TLS_JSON = """
+import sys
+from pathlib import Path
+from s2v.server.app import serve
+from s2v.server.config import ServerConfig
+serve(ServerConfig(port=0, device="cpu", avatar_dir=Path(sys.argv[1]), certfile=Path(sys.argv[2]),
+                   keyfile=Path(sys.argv[3]), log_format="json"))
+"""
+
+
+def test_serve_speaks_https_with_a_certificate_and_logs_json(tmp_path):
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = subprocess.Popen([sys.executable, "-c", TLS_JSON, str(tmp_path), str(cert), str(key)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("s2v serving on https://127.0.0.1:"), line
+        url = line.split()[3]
+        tls = ssl.create_default_context(cafile=str(cert))
+        tls.check_hostname = False  # the certificate names 127.0.0.1 as CN only
+        with urllib.request.urlopen(f"{url}healthz", timeout=10, context=tls) as response:
+            assert json.load(response)["ok"]
+        refused = urllib.request.Request(f"{url}offer", data=b"{", headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(refused, timeout=10, context=tls)
+        except urllib.error.HTTPError as error:
+            assert error.code == 400
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=15)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+    assert any("/offer refused: 400" in entry["message"] for entry in lines)
+
+
+def test_session_log_lines_carry_the_session_id_as_a_field(caplog):
+    import logging
+
+    from s2v.server.logs import JsonFormatter
+    from s2v.server.session import SessionLog
+
+    with caplog.at_level(logging.INFO):
+        SessionLog(logging.getLogger("s2v.server.session"), {"session": "ab12cd34"}).info("peer connection %s", "up")
+    entry = json.loads(JsonFormatter().format(caplog.records[-1]))
+    assert entry["session"] == "ab12cd34" and entry["message"] == "[session ab12cd34] peer connection up"
