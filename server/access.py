@@ -14,7 +14,7 @@ from aiohttp import web
 
 from s2v.server.signalling import ApiError
 
-GUARDED = ("/offer", "/avatars", "/ws", "/agent")
+GUARDED = ("/offer", "/avatars", "/ws", "/agent", "/ice")
 ROUTES = frozenset(("/", "/healthz", "/readyz", "/metrics", *GUARDED))  # refusals are counted by these
 
 

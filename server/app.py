@@ -32,6 +32,7 @@ from s2v.server.access import ROUTES, rate_limit, token_check
 from s2v.server.config import ServerConfig
 from s2v.server.logs import use_json_logs
 from s2v.server.prometheus import CONTENT_TYPE
+from s2v.server.rtc import browser_ice
 from s2v.server.service import SERVICE, AvatarService, describe, jsonable
 from s2v.server.session import SessionRegistry
 from s2v.server.signalling import ApiError, parse_json
@@ -95,6 +96,13 @@ async def _body(request: web.Request, reading: Awaitable[bytes]) -> bytes:
         return await asyncio.wait_for(reading, seconds)
     except asyncio.TimeoutError:
         raise ApiError(408, f"the request body did not arrive within {seconds:g} s") from None
+
+
+async def ice(request: web.Request) -> web.Response:
+    """The STUN/TURN servers the page should give its RTCPeerConnection (the TURN password included)."""
+    config = request.app[SERVICE].config
+    return json_response(browser_ice(config.ice_servers, config.ice_username, config.ice_credential,
+                                     config.ice_relay_only))
 
 
 async def session_stats(request: web.Request) -> web.Response:
@@ -198,6 +206,7 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/sessions/{session}", session_stats)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/ice", ice)
     app.router.add_post("/offer", offer)
     app.router.add_post("/avatars", upload_avatar)
     app.router.add_get("/ws", websocket)

@@ -58,6 +58,12 @@ class ServerConfig:
                                                                "(its own default, 4, adds 60 ms)"})
     agent_buffer_s: float = field(default=120.0, metadata={"help": "speech an agent on /agent may send ahead of "
                                                                     "playback; chunks beyond are refused"})
+    ice_servers: tuple[str, ...] = field(default=(), metadata={
+        "help": "STUN/TURN servers for the server and the page, e.g. turn:turn.example.com:3478?transport=udp "
+                "(default: none, for loopback and LANs)"})
+    ice_username: str | None = field(default=None, metadata={"help": "TURN user name"})
+    ice_credential: str | None = field(default=None, metadata={"help": "TURN password (S2V_ICE_CREDENTIAL)"})
+    ice_relay_only: bool = field(default=False, metadata={"help": "offer only TURN relay candidates"})
     certfile: Path | None = field(default=None, metadata={"help": "serve HTTPS with this certificate (PEM); "
                                                                    "browsers give the microphone only to HTTPS pages "
                                                                    "or localhost"})
@@ -67,6 +73,8 @@ class ServerConfig:
     stats_interval_s: float = field(default=1.0, metadata={"help": "seconds between stats events on /ws"})
 
     def __post_init__(self) -> None:
+        if self.ice_relay_only and not any(url.startswith(("turn:", "turns:")) for url in self.ice_servers):
+            raise ValueError("--ice-relay-only needs a turn: server in --ice-servers")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("--certfile and --keyfile go together")
         if self.log_format not in ("text", "json"):

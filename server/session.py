@@ -80,7 +80,8 @@ class Session:
         self.render = RenderLoop(self.log, self.generator, self.playout or self.inlet, self.clock, video_out,
                                  audio_out, self.metrics, self._render_failed,
                                  shown=self._shown if self.playout is not None else None)
-        self.pc = RTCPeerConnection(rtc_configuration())
+        self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers, config.ice_username, config.ice_credential,
+                                                      config.ice_relay_only))
         self._loop = loop
         self._tasks: set[asyncio.Task] = set()
         self._closing: asyncio.Future | None = None

@@ -84,6 +84,14 @@ function openSocket(path) {
   });
 }
 
+// The STUN/TURN servers the server was started with (none on a LAN).
+async function iceSettings() {
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  const response = await fetch(`/ice${query}`);
+  if (!response.ok) throw new Error(`cannot read the ICE settings: ${response.status}`);
+  return await response.json();
+}
+
 async function start() {
   say("");
   setState("connecting");
@@ -93,7 +101,7 @@ async function start() {
     ws.onmessage = (event) => onServerMessage(JSON.parse(event.data), voice);
     ws.onclose = () => stop("the server closed the connection");
 
-    pc = new RTCPeerConnection({ iceServers: [] });
+    pc = new RTCPeerConnection(await iceSettings());
     pc.addTransceiver("video", { direction: "recvonly" });
     if (voice.track) pc.addTrack(voice.track, localStream);
     else pc.addTransceiver("audio", { direction: "recvonly" });
