@@ -19,6 +19,8 @@ class ServerConfig:
                                                                 "(default: the built-in avatar)"})
     avatar_dir: Path = field(default_factory=AvatarStore.default_root,
                              metadata={"help": "folder where uploaded avatars are kept (S2V_AVATAR_DIR)"})
+    avatar_quota_mb: float = field(default=2000.0, metadata={"help": "disk the stored avatars may take; the least "
+                                                                     "recently used are deleted beyond (0: no limit)"})
     width: int = field(default=512, metadata={"help": "output video width; photos are framed to width x height"})
     height: int = field(default=512, metadata={"help": "output video height (VP8 costs ~3 ms a frame at 512x512, "
                                                        "~9 ms at 1280x720, per session)"})

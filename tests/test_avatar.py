@@ -9,6 +9,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import s2v.avatar.prepare as prepare_module
 from s2v.avatar import AvatarConfig, AvatarError, AvatarStore, prepare_avatar
 from s2v.avatar.landmarks import Face, find_faces
 from s2v.avatar.prepare import MAX_BYTES, SIZES
+from s2v.avatar.store import BUILTIN_PHOTO
 
 ASTRONAUT = data.astronaut()  # 512 x 512, face about 93 px wide
 
@@ -241,3 +243,20 @@ def test_the_store_leaves_nothing_half_written(tmp_path, monkeypatch):
 def test_store_ids_never_name_a_path(tmp_path):
     with pytest.raises(KeyError):
         AvatarStore(tmp_path).get("../../etc/passwd")
+
+
+def test_the_store_keeps_to_its_quota_by_deleting_the_least_recently_used(tmp_path):
+    photo = BUILTIN_PHOTO.read_bytes()
+    configs = [AvatarConfig(width=256, height=256, face_width=f) for f in (0.30, 0.29, 0.28)]  # three of one photo
+    probe = AvatarStore(tmp_path / "probe").put(photo, configs[0])
+    one = sum(p.stat().st_size for p in (tmp_path / "probe").glob(f"{probe.id}.*"))
+    store = AvatarStore(tmp_path / "store", max_bytes=int(2.5 * one))
+    first = store.put(photo, configs[0])
+    second = store.put(photo, configs[1])
+    time.sleep(0.01)
+    store.get(first.id)  # used again: now the second is the least recently used
+    third = store.put(photo, configs[2])
+    on_disk = {p.stem for p in (tmp_path / "store").glob("*.json")}
+    assert on_disk == {first.id, third.id}
+    assert sum(p.stat().st_size for p in (tmp_path / "store").iterdir()) <= 2.5 * one
+    assert store.put(photo, configs[1]).id == second.id  # asked for again, it is simply prepared again

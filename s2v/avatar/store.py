@@ -25,11 +25,13 @@ _ID = re.compile(r"[0-9a-f]{16}")
 class AvatarStore:
     """`root/<id>.npz` holds the arrays, `root/<id>.json` the rest. Both are written to a temporary file and renamed,
     the json last, so a crash never leaves an avatar that looks complete but is not. The few most recently used
-    avatars stay in memory (about 15 MB each at 512x512)."""
+    avatars stay in memory (about 15 MB each at 512x512). With `max_bytes`, the least recently used avatars are
+    deleted from disk once the store grows past it (each use stamps the json's mtime)."""
 
-    def __init__(self, root: Path, config: AvatarConfig | None = None, keep_in_memory: int = 8):
+    def __init__(self, root: Path, config: AvatarConfig | None = None, keep_in_memory: int = 8, max_bytes: int = 0):
         self.root = Path(root)
         self.config = config or AvatarConfig()
+        self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
         self._recent: OrderedDict[str, Avatar] = OrderedDict()
         self._keep = keep_in_memory
@@ -58,13 +60,15 @@ class AvatarStore:
 
     def get(self, key: str) -> Avatar:
         """A stored avatar; KeyError when the id is unknown (or its files are unreadable)."""
+        meta_path, arrays_path = self._paths(key)
         with self._lock:
             if key in self._recent:
                 self._recent.move_to_end(key)
+                _touch(meta_path)
                 return self._recent[key]
-        meta_path, arrays_path = self._paths(key)
         if not meta_path.exists():
             raise KeyError(key)
+        _touch(meta_path)
         try:
             meta = json.loads(meta_path.read_text())
             with np.load(arrays_path) as z:
@@ -105,6 +109,30 @@ class AvatarStore:
                 path.unlink(missing_ok=True)
             raise
         self._remember(avatar)
+        if self.max_bytes:
+            self._evict(keep=avatar.id)
+
+    def _evict(self, keep: str) -> None:
+        """Delete the least recently used avatars (never `keep`) until the store fits in max_bytes."""
+        stored = []
+        for meta in self.root.glob("*.json"):
+            arrays = meta.with_suffix(".npz")
+            try:
+                stored.append((meta.stat().st_mtime, meta.stem, meta.stat().st_size + arrays.stat().st_size))
+            except OSError:  # half-written or just deleted by another process
+                continue
+        total = sum(size for _, _, size in stored)
+        for _, key, size in sorted(stored):
+            if total <= self.max_bytes:
+                break
+            if key == keep:
+                continue
+            for path in self._paths(key):
+                path.unlink(missing_ok=True)
+            with self._lock:
+                self._recent.pop(key, None)
+            total -= size
+            log.info("avatar %s deleted: the store is over its quota of %.0f MB", key, self.max_bytes / 2**20)
 
     def _remember(self, avatar: Avatar) -> None:
         with self._lock:
@@ -112,3 +140,10 @@ class AvatarStore:
             self._recent.move_to_end(avatar.id)
             while len(self._recent) > self._keep:
                 self._recent.popitem(last=False)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # deleted meanwhile: it is prepared again when asked for
+        pass
