@@ -148,13 +148,22 @@ def test_serve_speaks_https_with_a_certificate_and_logs_json(tmp_path):
     assert any("/offer refused: 400" in entry["message"] for entry in lines)
 
 
-def test_session_log_lines_carry_the_session_id_as_a_field(caplog):
+def test_session_log_lines_carry_the_session_id_as_a_field():
+    import io
     import logging
 
     from s2v.server.logs import JsonFormatter
     from s2v.server.session import SessionLog
 
-    with caplog.at_level(logging.INFO):
-        SessionLog(logging.getLogger("s2v.server.session"), {"session": "ab12cd34"}).info("peer connection %s", "up")
-    entry = json.loads(JsonFormatter().format(caplog.records[-1]))
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("s2v.test.session_log")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        SessionLog(logger, {"session": "ab12cd34"}).info("peer connection %s", "up")
+    finally:
+        logger.removeHandler(handler)
+    entry = json.loads(out.getvalue())
     assert entry["session"] == "ab12cd34" and entry["message"] == "[session ab12cd34] peer connection up"

@@ -20,7 +20,7 @@ from s2v.training.evaluate import _held_out, evaluate_clips, people_clips
 
 DECISION_PEOPLE = ("ARCTIC female", "ARCTIC male", "MFA author", "LibriVox reader")
 COLUMNS = {"jaw_r": "jaw r", "jaw_r_speech": "speech", "closure_pbm": "p/b/m", "closure_far": "far",
-           "shut_open_vowels": "vowels shut", "silence_jaw": "silence"}
+           "shut_open_vowels": "vowels shut", "spread_rounded": "/uw w ow/", "silence_jaw": "silence"}
 CONDITIONS = ("clean", "noisy_10dB")
 
 

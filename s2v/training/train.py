@@ -60,10 +60,10 @@ class TrainConfig:
     sustain_p: float = 0.3  # share of training clips with one phone held long ("ummm"; s2v.training.augment)
     warmup_frames: int = 8  # outputs not scored at the start of mid-stream crops (state still empty)
     channel_weights: tuple[float, ...] = (2.0, 1.0, 2.0, 1.0, 0.5, 1.0)
-    contact_weight: float = 4.0  # extra weight on frames where closure / tuck should be on
+    contact_weight: float = 8.0  # extra weight on frames where closure / tuck should be on
     round_weight: float = 1.0  # extra weight on lip_spread where the lips should be rounded (target < -0.4)
     silence_weight: float = 2.0  # extra weight where nobody speaks (speech target ~0): a still mouth in pauses
-    open_weight: float = 0.0  # extra closure weight where the mouth should be open in speech (no lips shut mid-vowel)
+    open_weight: float = 3.0  # extra closure weight where the mouth should be open in speech (no lips shut mid-vowel)
     phone_weight: float = 0.05  # auxiliary phone classification from the GRU outputs (training only)
     threads: int = field(default=1, metadata={"help": "torch threads; batches are made on one more thread"})
     out: Path = field(default_factory=lambda: REPO_ROOT / "s2v" / "assets" / "motion.pt",
