@@ -59,9 +59,15 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        log.info("%s %s refused: %d %s", request.method, request.path, exc.status, exc.message)
+        # A flood is refused with 429 by the thousand: counted, not logged one by one, and its connections are
+        # closed rather than drained of the bodies nobody will read.
+        level = logging.DEBUG if exc.status == 429 else logging.INFO
+        log.log(level, "%s %s refused: %d %s", request.method, request.path, exc.status, exc.message)
         request.app[SERVICE].metrics.refused(request.path if request.path in ROUTES else "other", exc.status)
-        return json_response(exc.as_json(), exc.status, exc.headers)
+        response = json_response(exc.as_json(), exc.status, exc.headers)
+        if exc.status == 429:
+            response.force_close()
+        return response
     except (HttpProcessingError, RequestPayloadError) as exc:  # a body aiohttp cannot decode (gzip on plain bytes)
         return json_response({"error": f"cannot read the request body: {exc}"[:300], "status": 400}, 400)
     except web.HTTPException as exc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -28,8 +27,6 @@ from s2v.server.service import SERVICE, AvatarService, jsonable
 from s2v.server.session import Session
 from s2v.server.signalling import MAX_PROMPT_CHARS, ApiError, parse_json
 from s2v.server.speech import synthesise
-
-log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 1 << 20
 
