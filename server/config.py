@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from s2v.avatar.store import AvatarStore
 from s2v.runtime.model import DEFAULT_MODEL
+
+
+SESSION_CORES_512 = 0.21  # server CPU per live 512x512 session (`s2v bench --sessions 6 --seconds 300`: 0.202)
+LOOP_SESSIONS = 8  # aiortc's packet work is pure Python on one event loop: one process holds about this many
+
+
+def measured_capacity(width: int, height: int) -> int:
+    """Live sessions this machine holds: 80 % of its cores over the measured cost of one session, that cost taken
+    to grow with the frame's pixels (encoding and rendering do), and at most LOOP_SESSIONS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_session = SESSION_CORES_512 * max(1.0, width * height / (512 * 512))
+    return max(1, min(LOOP_SESSIONS, int(0.8 * cores / per_session)))
 
 
 @dataclass
@@ -24,8 +37,9 @@ class ServerConfig:
     width: int = field(default=512, metadata={"help": "output video width; photos are framed to width x height"})
     height: int = field(default=512, metadata={"help": "output video height (VP8 costs ~3 ms a frame at 512x512, "
                                                        "~9 ms at 1280x720, per session)"})
-    max_sessions: int = field(default=2, metadata={"help": "live sessions at once; more are refused with 503 "
-                                                           "(each takes about one core)"})
+    max_sessions: int = field(default=0, metadata={"help": "live sessions at once; more are refused with 503 (0: "
+                                                           "what this machine holds, from the measured cost per "
+                                                           "session at this frame size)"})
     max_connecting: int = field(default=4, metadata={"help": "offers still waiting for their peer to connect, apart "
                                                              "from --max-sessions (abandoned offers cannot lock out "
                                                              "live users)"})
@@ -81,6 +95,8 @@ class ServerConfig:
             raise ValueError("--certfile and --keyfile go together")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"--log-format must be text or json, not {self.log_format!r}")
+        if self.max_sessions == 0:
+            self.max_sessions = measured_capacity(self.width, self.height)
         if self.max_sessions < 1 or self.max_connecting < 1:
             raise ValueError("max_sessions and max_connecting must be at least 1")
         if self.width % 2 or self.height % 2 or min(self.width, self.height) < 64:

@@ -511,3 +511,15 @@ async def test_metrics_and_readiness_follow_the_sessions(live_server):
     after = await scrape()
     assert after['s2v_sessions{state="live"}'] == 0 and await ready() == 200
     assert after["s2v_frames_total"] >= live["s2v_frames_total"]  # the ended session's frames still count
+
+
+def test_max_sessions_defaults_to_what_the_machine_holds(monkeypatch):
+    import os
+
+    from s2v.server.config import LOOP_SESSIONS, ServerConfig, measured_capacity
+
+    for cores, at_512, at_720p in ((1, 3, 1), (2, 7, 2), (16, LOOP_SESSIONS, LOOP_SESSIONS)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert measured_capacity(512, 512) == at_512 and measured_capacity(1280, 720) == at_720p
+    assert ServerConfig().max_sessions == measured_capacity(512, 512)  # 0, the default, means "measured"
+    assert ServerConfig(max_sessions=3).max_sessions == 3
