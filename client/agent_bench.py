@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from s2v.audio.files import read_audio
+from s2v.contract import CONTRACT
 from s2v.client import analysis
 from s2v.client.agent import AgentClient
 from s2v.client.live import SEND_RATE, Received, audio_timeline, collect_audio, collect_video, measure
@@ -141,8 +142,9 @@ def rest_after_clear(got: Received, cavity: np.ndarray, ceiling: float, sent: fl
     arrived = np.asarray(got.video_t)[index == frame]
     after = (index >= frame) & (index < frame + 10)
     audio, _ = audio_timeline(got)
-    start = frame * SEND_RATE // 25
-    before, later = audio[start - SEND_RATE : start], audio[start + SEND_RATE // 25 : start + SEND_RATE // 2]
+    per_frame = SEND_RATE // CONTRACT.audio.fps
+    start = frame * per_frame
+    before, later = audio[start - SEND_RATE : start], audio[start + per_frame : start + SEND_RATE // 2]
     loudness = np.sqrt(np.mean(later**2)) / max(1e-9, float(np.sqrt(np.mean(before**2)))) if len(later) else None
     return {
         "clear_to_rest_frame_ms": round(1000 * (float(arrived[0]) - sent)) if len(arrived) else None,
