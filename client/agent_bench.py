@@ -118,7 +118,8 @@ async def run_agent(config: AgentBenchConfig, base: str, pcm: np.ndarray) -> dic
     cavity = analysis.cavity(np.stack(got.mouth))
     idle, speaking = cavity[times < pushed], cavity[(times > started_at + 0.2) & (times < finished_at)]
     ceiling = np.quantile(idle, 0.95) + 0.25 * (np.quantile(speaking, 0.9) - np.quantile(idle, 0.95))
-    cut = [rest_after_clear(got, cavity, ceiling, sent, frame) for sent, frame in clears]
+    audio, _ = audio_timeline(got)
+    cut = [rest_after_clear(got, audio, cavity, ceiling, sent, frame) for sent, frame in clears]
     latency = [c["clear_to_rest_frame_ms"] for c in cut]
     return {
         "fps": stats.get("fps"), "fps_min_1s": stats.get("fps_min_1s"), "av_offset_ms": stats.get("av_offset_ms"),
@@ -131,7 +132,8 @@ async def run_agent(config: AgentBenchConfig, base: str, pcm: np.ndarray) -> dic
     }
 
 
-def rest_after_clear(got: Received, cavity: np.ndarray, ceiling: float, sent: float, frame: int) -> dict[str, Any]:
+def rest_after_clear(got: Received, audio: np.ndarray, cavity: np.ndarray, ceiling: float, sent: float,
+                     frame: int) -> dict[str, Any]:
     """One clear, seen by the viewer: when the frame the server named as the first at rest arrived, whether the
     ten frames from it look at rest (their mouth's dark inside no larger than at idle), and how loud the audio
     from that frame on is against the speech before it.
@@ -141,7 +143,6 @@ def rest_after_clear(got: Received, cavity: np.ndarray, ceiling: float, sent: fl
     index = np.asarray(got.video_pts) // VIDEO_TICKS_PER_FRAME
     arrived = np.asarray(got.video_t)[index == frame]
     after = (index >= frame) & (index < frame + 10)
-    audio, _ = audio_timeline(got)
     per_frame = SEND_RATE // CONTRACT.audio.fps
     start = frame * per_frame
     before, later = audio[start - SEND_RATE : start], audio[start + per_frame : start + SEND_RATE // 2]

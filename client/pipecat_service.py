@@ -1,4 +1,4 @@
-"""A pipecat processor that turns the TTS's speech into the avatar's video, in-process (`pip install s2v-live[pipecat]`).
+"""A pipecat processor that turns the TTS's speech into the avatar's video, in-process (the pipecat extra).
 
 Place it after the TTS and before `transport.output()` (with `video_out_enabled=True`). It takes the TTS's
 audio frames as fast as they come, plays them out in real time through the same segment playout and

@@ -247,7 +247,8 @@ async def _serve(app: web.Application, config: ServerConfig) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, signals.put_nowait, sig)
-        print(f"s2v serving on {'https' if tls else 'http'}://{host}:{port}/ ({service.model.provider}, up to {config.max_sessions} "
+        scheme = "https" if tls else "http"
+        print(f"s2v serving on {scheme}://{host}:{port}/ ({service.model.provider}, up to {config.max_sessions} "
               f"sessions, default avatar {service.default_avatar.id})", flush=True)
         await signals.get()
         await _drain(service, signals, config.drain_timeout_s)

@@ -70,7 +70,8 @@ class Session:
         self.inlet = AudioInlet(delay_samples=delay, read_samples=spec.samples_per_frame, log=self.log)
         self.generator = StreamingGenerator(model, avatar, idle=IdleConfig(seed=zlib.crc32(self.id.encode())))
         # An agent's session speaks the segments it pushes; the viewer's microphone, if any, is not heard.
-        self.playout = SegmentPlayout(spec.sample_rate, spec.samples_per_frame, config.agent_buffer_s) if agent else None
+        self.playout = (SegmentPlayout(spec.sample_rate, spec.samples_per_frame, config.agent_buffer_s)
+                        if agent else None)
         self.playback: asyncio.Queue[PlaybackEvent] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         video_out: FrameOutlet[av.VideoFrame] = FrameOutlet(loop)

@@ -90,6 +90,18 @@ def speech_span(speech_16k) -> tuple[float, float]:
     return SILENCE_S, len(speech_16k) / 16000 - SILENCE_S
 
 
+TTS_RATE = 24000
+
+
+@pytest.fixture(scope="session")
+def tts_24k(speech_16k, speech_span) -> np.ndarray:
+    """The test sentence as a TTS hands it to an agent: speech only, 24 kHz mono int16."""
+    start, end = (int(t * 16000) for t in speech_span)
+    speech = speech_16k[start:end]
+    t = np.arange(int(len(speech) * TTS_RATE / 16000)) / TTS_RATE
+    return (np.interp(t, np.arange(len(speech)) / 16000, speech) * 32767).astype(np.int16)
+
+
 SHORT_SPEECH_TEXT = "Bob will bring apples and bread."
 
 

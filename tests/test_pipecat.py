@@ -26,8 +26,8 @@ from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from s2v.client import analysis  # noqa: E402
 from s2v.client.pipecat_service import AvatarVideoService  # noqa: E402
+from tests.conftest import TTS_RATE  # noqa: E402
 
-TTS_RATE = 24000
 
 
 class Recorder(FrameProcessor):
@@ -43,18 +43,14 @@ class Recorder(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def _tts_frames(speech_16k: np.ndarray, speech_span: tuple[float, float]) -> list[TTSAudioRawFrame]:
-    start, end = (int(t * 16000) for t in speech_span)
-    speech = speech_16k[start:end]
-    t = np.arange(int(len(speech) * TTS_RATE / 16000)) / TTS_RATE
-    pcm = (np.interp(t, np.arange(len(speech)) / 16000, speech) * 32767).astype(np.int16)
+def _tts_frames(pcm: np.ndarray) -> list[TTSAudioRawFrame]:
     step = TTS_RATE // 10  # 100 ms chunks, as a streaming TTS sends them
     return [TTSAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=TTS_RATE, num_channels=1)
             for i in range(0, len(pcm), step)]
 
 
 async def test_pipecat_pipeline_gets_25_fps_pictures_with_their_audio_and_stops_on_interruption(
-        model, avatar, speech_16k, speech_span):
+        model, avatar, tts_24k):
     service = AvatarVideoService(model=model, avatar=avatar)
     recorder = Recorder()
     worker = PipelineWorker(Pipeline([service, recorder]), cancel_on_idle_timeout=False, params=PipelineParams())
@@ -68,7 +64,7 @@ async def test_pipecat_pipeline_gets_25_fps_pictures_with_their_audio_and_stops_
     async def finished(_, segment, position_s, interrupted):
         playback.append(("finished", segment, position_s, interrupted))
 
-    tts = _tts_frames(speech_16k, speech_span)
+    tts = _tts_frames(tts_24k)
     duration = sum(len(f.audio) // 2 for f in tts) / TTS_RATE
     marks: dict[str, float] = {}
 

@@ -13,20 +13,11 @@ import pytest
 from s2v.client import analysis
 from s2v.client.agent import AgentClient, AgentError
 from s2v.client.agent_bench import rest_after_clear
-from s2v.client.live import SEND_RATE, Received, collect_audio, collect_video, measure
+from s2v.client.live import SEND_RATE, Received, audio_timeline, collect_audio, collect_video, measure
+from tests.conftest import TTS_RATE
 
-TTS_RATE = 24000
 CHUNK_S = 0.1
 SPEEDUP = 5  # the agent pushes 100 ms of audio every 20 ms
-
-
-def _tts(speech_16k: np.ndarray, speech_span: tuple[float, float]) -> np.ndarray:
-    """The test sentence as a TTS would hand it over: 24 kHz, stereo int16, speech only."""
-    start, end = (int(t * 16000) for t in speech_span)
-    speech = speech_16k[start:end]
-    t = np.arange(int(len(speech) * TTS_RATE / 16000)) / TTS_RATE
-    mono = np.interp(t, np.arange(len(speech)) / 16000, speech)
-    return (np.repeat(mono[:, None], 2, axis=1) * 32767).astype(np.int16)
 
 
 async def _push(agent: AgentClient, stereo: np.ndarray) -> None:
@@ -79,9 +70,9 @@ class Viewer:
             task.cancel()
 
 
-async def test_agent_drives_the_avatar_in_sync_and_a_clear_lands_within_frames(live_server, speech_16k, speech_span):
+async def test_agent_drives_the_avatar_in_sync_and_a_clear_lands_within_frames(live_server, tts_24k):
     server = await live_server()
-    tts = _tts(speech_16k, speech_span)
+    tts = np.repeat(tts_24k[:, None], 2, axis=1)  # as stereo, which the server mixes down
     duration = len(tts) / TTS_RATE
     agent = AgentClient(server.url)
     viewer = Viewer(agent)
@@ -128,7 +119,7 @@ async def test_agent_drives_the_avatar_in_sync_and_a_clear_lands_within_frames(l
     idle = cavity[times < pushed]
     speaking = cavity[(times > pushed + 0.3) & (times < pushed + duration)]
     ceiling = np.quantile(idle, 0.95) + 0.25 * (np.quantile(speaking, 0.9) - np.quantile(idle, 0.95))
-    rest = rest_after_clear(got, cavity, ceiling, cleared_at, rest_frame)
+    rest = rest_after_clear(got, audio_timeline(got)[0], cavity, ceiling, cleared_at, rest_frame)
     print("clear:", rest)
     assert rest["clear_to_rest_frame_ms"] is not None and rest["clear_to_rest_frame_ms"] < 200
     assert rest["frames_at_rest"] == 1.0

@@ -118,7 +118,8 @@ class AvatarStore:
         for meta in self.root.glob("*.json"):
             arrays = meta.with_suffix(".npz")
             try:
-                stored.append((meta.stat().st_mtime, meta.stem, meta.stat().st_size + arrays.stat().st_size))
+                info = meta.stat()
+                stored.append((info.st_mtime, meta.stem, info.st_size + arrays.stat().st_size))
             except OSError:  # half-written or just deleted by another process
                 continue
         total = sum(size for _, _, size in stored)
