@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from s2v.avatar import Avatar, prepare_avatar
+from s2v.avatar import Avatar, AvatarConfig, prepare_avatar
 from s2v.avatar.landmarks import find_faces
 from s2v.render.graph import GraphRenderer, pose
 
@@ -45,12 +45,37 @@ def renderer(model) -> GraphRenderer:
     return GraphRenderer(model.config.model)
 
 
+SMILE = data.astronaut()[:300, 80:430]  # the astronaut, smiling with her upper teeth, framed as a portrait
+
+
 @pytest.fixture(scope="module")
 def smiling(renderer) -> tuple[Avatar, np.ndarray]:
-    """The astronaut (smiling, upper teeth showing), framed as a portrait so the face is large; and its landmarks
-    in the head crop."""
-    avatar = prepare_avatar(photo_bytes(data.astronaut()[:300, 80:430]))
+    """The astronaut as she smiles in the photo (`close_mouth` off: the rig animates the open mouth itself); and
+    her landmarks in the head crop."""
+    avatar = prepare_avatar(photo_bytes(SMILE), AvatarConfig(close_mouth=False))
     return avatar, find_faces(rendered(renderer, avatar, {})[0])[0].points
+
+
+@pytest.fixture(scope="module")
+def closed_smile(renderer) -> tuple[Avatar, np.ndarray]:
+    """The same photo as an avatar is made by default: its lips brought together at preparation."""
+    avatar = prepare_avatar(photo_bytes(SMILE))
+    return avatar, find_faces(rendered(renderer, avatar, {})[0])[0].points
+
+
+def inner_gap(lm: np.ndarray) -> float:
+    """dlib's inner-lip gap, mean of the three pairs across the mouth, px."""
+    return float(np.mean([np.linalg.norm(lm[a] - lm[b]) for a, b in ((61, 67), (62, 66), (63, 65))]))
+
+
+def toothlike(rgb: np.ndarray) -> np.ndarray:
+    """Bright and nearly colourless pixels."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    return (hsv[..., 2] > 150) & (hsv[..., 1] < 45)
+
+
+def eye_distance(lm: np.ndarray) -> float:
+    return float(np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0)))
 
 
 @pytest.fixture(scope="module")
@@ -188,13 +213,37 @@ def test_rest_pose_is_the_photo(renderer, smiling):
     assert np.abs(rest.astype(int) - avatar.background[y0:y1, x0:x1]).max() <= 1
 
 
-@pytest.mark.parametrize("which", ["smiling", "closed_mouth"])
+@pytest.mark.parametrize("which", ["smiling", "closed_smile", "closed_mouth"])
 def test_a_full_aa_parts_the_lips_by_a_third_of_the_mouth_width(renderer, which, request):
     """Read back by dlib on the rendered frame, as a viewer's eye would: a natural /aa/ is 0.35-0.5."""
     avatar, _ = request.getfixturevalue(which)
     lm = find_faces(rendered(renderer, avatar, {"jaw_open": 1.0, "speech": 1.0})[0])[0].points
-    gap = np.mean([np.linalg.norm(lm[a] - lm[b]) for a, b in ((61, 67), (62, 66), (63, 65))])
-    assert gap > np.linalg.norm(lm[54] - lm[48]) / 3
+    assert inner_gap(lm) > np.linalg.norm(lm[54] - lm[48]) / 3
+
+
+def test_a_smiling_photo_becomes_an_avatar_with_closed_lips(renderer, smiling, closed_smile):
+    """By default the photo's teeth are covered by its own lips at rest, and dlib, reading the rendered frames,
+    sees lips that touch at rest and under a full closure (under 4 % of the eye distance apart, as the pixel
+    evaluation counts a closed mouth), where the photo itself shows them apart."""
+    avatar, lm = closed_smile
+    assert avatar.info["mouth_at_rest"] == "closed from the photo's open mouth"
+    assert smiling[0].info["mouth_at_rest"] == "as in the photo"
+    photo_lm = smiling[1]
+    assert inner_gap(photo_lm) > 0.1 * eye_distance(photo_lm)
+    assert inner_gap(lm) < 0.04 * eye_distance(lm)
+    closed = find_faces(rendered(renderer, avatar, {"lip_closure": 1.0, "speech": 1.0})[0])[0].points
+    assert inner_gap(closed) < 0.04 * eye_distance(closed)
+    rest = rendered(renderer, avatar, {})[0]
+    photo = smiling[0].background[avatar.box[1] : avatar.box[3], avatar.box[0] : avatar.box[2]]
+    teeth = polygon_mask(rest.shape, photo_lm[60:68])  # between the photo's inner lips
+    assert toothlike(photo)[teeth].sum() > 150
+    # what stays bright there is the lower lip's own sheen, moved up with it
+    assert toothlike(rest)[teeth].sum() < 0.25 * toothlike(photo)[teeth].sum()
+    # the rest frame is the prepared picture, and away from the mouth that is the photo
+    x0, y0, x1, y1 = avatar.box
+    assert np.abs(rest.astype(int) - avatar.background[y0:y1, x0:x1]).max() <= 1
+    eyes = polygon_mask(rest.shape, np.concatenate([lm[17:27], lm[[45, 36]]]))
+    assert (avatar.background == smiling[0].background)[y0:y1, x0:x1][eyes].all()
 
 
 def test_a_head_turn_moves_the_near_side_of_the_face_more_than_the_far_side(renderer, smiling):

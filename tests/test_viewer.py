@@ -68,7 +68,7 @@ def test_both_detectors_read_the_opening_grow_with_the_jaw(avatar, frames):
     mesh = np.array([r.mesh_opening for r in readings[:4]])
     assert (np.diff(dlib) > 0).all() and (np.diff(mesh) > 0).all(), (dlib, mesh)
     assert dlib[-1] > 0.3, dlib  # a full /aa/ parts the lips by a third of the eye distance
-    assert readings[4].opening < readings[0].opening  # the smiling photo's lips meet over its teeth
+    assert readings[4].opening < CLOSED_BELOW  # the smiling photo's lips, closed at preparation, read as shut
     assert max(r.identity for r in readings) < 0.6  # dlib's "same person"
 
 

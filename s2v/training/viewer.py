@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2v.avatar import Avatar
+from s2v.avatar import Avatar, AvatarConfig, prepare_avatar
 from s2v.avatar.landmarks import DLIB_LOCK, dlib_models, model_path
 from s2v.contract import MOTION_CHANNELS
 from s2v.control.idle import IdleConfig
@@ -230,12 +230,15 @@ def score(clips: list[Watched], fps: int) -> dict[str, float]:
 PAD_S = 0.5  # silence either side of each clip: the mouth must rest there too
 
 
-def evaluate_pixels(model: ExportedModel, photos: dict[str, Avatar], speakers: dict[str, list[Clip]], cache: Path
+def evaluate_pixels(model: ExportedModel, photos: dict[str, bytes], speakers: dict[str, list[Clip]], cache: Path
                     ) -> dict[str, dict[str, dict[str, float]]]:
-    """Pixel metrics per photo and speaker (clips padded with silence), logged as one line each."""
+    """Pixel metrics per photo and speaker (clips padded with silence), logged as one line each. Identity is
+    judged against the photo as it came, framed as the avatar frames it but with nothing changed (a mouth closed
+    at preparation counts against it)."""
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for photo, avatar in photos.items():
-        reader = FaceReader(avatar.background, cache)
+    for photo, data in photos.items():
+        avatar = prepare_avatar(data)
+        reader = FaceReader(prepare_avatar(data, AvatarConfig(close_mouth=False)).background, cache)
         for speaker, clips in speakers.items():
             watched = [watch(model, avatar, reader, *_padded(c, model.contract.audio.sample_rate)) for c in clips]
             m = score(watched, model.contract.audio.fps)
