@@ -32,6 +32,12 @@ class FaceFrame:
         self.c, self.s = float(np.cos(angle)), float(np.sin(angle))
         self.y, self.x = np.mgrid[0:h, 0:w].astype(np.float64)
 
+    @classmethod
+    def level_with_eyes(cls, lm: np.ndarray, h: int, w: int) -> "FaceFrame":
+        """The frame whose u runs along the line between the eye centres of 68 landmarks `lm`."""
+        eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
+        return cls(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
+
     def uv(self, o: np.ndarray, pts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         x, y = (self.x, self.y) if pts is None else (pts[..., 0], pts[..., 1])
         dx, dy = x - o[0], y - o[1]

@@ -31,25 +31,25 @@ def close_lips(img: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     drawn inside takes them. The lips meet `UPPER_SHARE` of the way down the gap between them."""
     h, w = img.shape[:2]
     lm = lm.astype(np.float64)
-    eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
-    fr = FaceFrame(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
+    fr = FaceFrame.level_with_eyes(lm, h, w)
     o = (lm[48] + lm[54]) / 2
     U, V = fr.uv(o)
     P = np.stack(fr.uv(o, lm), -1)
 
-    # per column of the mouth (a 1-D table over u, smoothed so the warp has no kinks at the landmarks)
+    # per column of the mouth, a 1-D table over u: where each lip's inner edge is (dlib's inner points) and the
+    # gap between them, smoothed so that the warp has no kinks at the landmarks
     u0, u1 = float(P[60, 0]), float(P[64, 0])
     us = np.linspace(P[48, 0] - 2, P[54, 0] + 2, 256)
+    top = interp(us, P[UPPER_OUTER, 0], P[UPPER_OUTER, 1])  # outer edge of the upper lip
+    bottom = interp(us, P[LOWER_OUTER, 0], P[LOWER_OUTER, 1])
     up = interp(us, P[UPPER_INNER, 0], P[UPPER_INNER, 1])
     lo = interp(us, P[LOWER_INNER, 0], P[LOWER_INNER, 1])
-    gap = np.where((us > u0) & (us < u1), np.maximum(lo - up, 0.0), 0.0)
+    between = (us > u0) & (us < u1)
     kernel = np.exp(-0.5 * (np.arange(-12, 13) / 4.0) ** 2)
-    gap = np.convolve(gap, kernel / kernel.sum(), mode="same")
+    gap = np.convolve(np.where(between, np.maximum(lo - up, 0.0), 0.0), kernel / kernel.sum(), mode="same")
     meet = up + UPPER_SHARE * (lo - up)
     d_up = np.where(gap > 0.5, UPPER_SHARE * gap + BITE, 0.0)  # how far the upper lip comes down
     d_lo = np.where(gap > 0.5, (1 - UPPER_SHARE) * gap + BITE, 0.0)  # ...and the lower lip up
-    top = interp(us, P[UPPER_OUTER, 0], P[UPPER_OUTER, 1])  # outer edge of the upper lip
-    bottom = interp(us, P[LOWER_OUTER, 0], P[LOWER_OUTER, 1])
     nose = float(P[31:36, 1].mean())
     chin = float(P[8, 1])
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2v.avatar.colours import cheeks, luma, skin_colour, toothlike
 from s2v.avatar.eyes import brows, eyelids, irises
 from s2v.avatar.face_geometry import FaceFrame, box_of, interp, ramp
 
@@ -109,17 +110,6 @@ class Rig:
     info: dict
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ np.array([0.299, 0.587, 0.114])
-
-
-def _patch(img: np.ndarray, p: np.ndarray, r: float) -> np.ndarray:
-    h, w = img.shape[:2]
-    x0, x1 = int(max(p[0] - r, 0)), int(min(p[0] + r + 1, w))
-    y0, y1 = int(max(p[1] - r, 0)), int(min(p[1] + r + 1, h))
-    return img[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64) / 255
-
-
 def _lip_line(quad: np.ndarray, u: np.ndarray, u0: float, u1: float, tau: float) -> tuple[np.ndarray, ...]:
     """The split line S(u), S'(u) and S''(u): the fitted parabola between the inner lip corners, continued beyond them
     along its tangent with a slope that dies out over `tau`, so S stays smooth (first-order steps across the corners
@@ -136,10 +126,6 @@ def _lip_line(quad: np.ndarray, u: np.ndarray, u0: float, u1: float, tau: float)
         ds = np.where(out, slope * fade, ds)
         dds = np.where(out, -sign * slope / tau * fade, dds)
     return s, ds, dds
-
-
-def _saturation(rgb: np.ndarray) -> np.ndarray:
-    return (rgb.max(-1) - rgb.min(-1)) / np.maximum(rgb.max(-1), 1e-6)
 
 
 def _split(img: np.ndarray, lm: np.ndarray, fr: FaceFrame, skin: np.ndarray) -> tuple[float, bool, bool]:
@@ -163,8 +149,8 @@ def _split(img: np.ndarray, lm: np.ndarray, fr: FaceFrame, skin: np.ndarray) -> 
         yi = np.clip(np.round(pts[:, 1]).astype(int), 0, img.shape[0] - 1)
         cols.append(img[yi, xi].astype(np.float64) / 255)
     rgb = np.mean(cols, axis=0)
-    lum = np.convolve(_luma(rgb), np.ones(3) / 3, mode="same")
-    toothy = (_luma(rgb) > 0.9 * _luma(skin)) & (_saturation(rgb) < 0.55 * _saturation(skin))
+    lum = np.convolve(luma(rgb), np.ones(3) / 3, mode="same")
+    toothy = toothlike(rgb, skin)
     k = int(np.argmin(np.where((ts > 0.15) & (ts < 0.95), lum, np.inf)))
     dark_gap = lum[k] < 0.6 * float(lum.max())
     t_split = float(ts[k]) if dark_gap or toothy.mean() < 0.3 else 0.92
@@ -174,22 +160,10 @@ def _split(img: np.ndarray, lm: np.ndarray, fr: FaceFrame, skin: np.ndarray) -> 
     return t_split, dark_gap or teeth, teeth
 
 
-def _cheeks(img: np.ndarray, lm: np.ndarray, fw: float) -> list[np.ndarray]:
-    """Pixels (0..1) of a patch on each cheek: the skin colour and the light on either side of the face."""
-    l_cheek, r_cheek = (lm[1] + lm[3] + lm[31] + lm[49]) / 4, (lm[15] + lm[13] + lm[35] + lm[53]) / 4
-    return [_patch(img, p, 0.04 * fw) for p in (l_cheek, r_cheek)]
-
-
-def _face_frame(lm: np.ndarray, h: int, w: int) -> FaceFrame:
-    eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
-    return FaceFrame(float(np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])), h, w)
-
-
 def mouth_is_open(img: np.ndarray, lm: np.ndarray) -> bool:
     """Whether the photo's lips are apart (teeth or a dark gap between them), as `build_rig` would judge it."""
     lm = lm.astype(np.float64)
-    skin = np.median(np.concatenate(_cheeks(img, lm, float(np.linalg.norm(lm[16] - lm[0])))), axis=0)
-    return _split(img, lm, _face_frame(lm, *img.shape[:2]), skin)[1]
+    return _split(img, lm, FaceFrame.level_with_eyes(lm, *img.shape[:2]), skin_colour(img, lm))[1]
 
 
 def _head(fr: FaceFrame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +190,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = No
     resolution."""
     h, w = img.shape[:2]
     lm = lm.astype(np.float64)
-    fr = _face_frame(lm, h, w)
+    fr = FaceFrame.level_with_eyes(lm, h, w)
     fw = float(np.linalg.norm(lm[16] - lm[0]))  # face width at the ears
     margin = 0.08 * fw  # how far head motion can shift the mouth: its window reaches this far around the lips
     border = np.minimum.reduce([fr.x, fr.y, w - 1 - fr.x, h - 1 - fr.y])
@@ -231,8 +205,8 @@ def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = No
     ui0, ui1 = float(P[60, 0]), float(P[64, 0])
     uc, hw_l = (ui0 + ui1) / 2, max((ui1 - ui0) / 2 * 1.02 + 0.5, 2.0)
     up_idx, lo_idx = [60, 61, 62, 63, 64], [60, 67, 66, 65, 64]
-    cheeks = _cheeks(img, lm, fw)
-    skin = np.median(np.concatenate(cheeks), axis=0)
+    sides = cheeks(img, lm)
+    skin = np.median(np.concatenate(sides), axis=0)
     t_split, photo_open, photo_teeth = _split(img, lm, fr, skin)
     su = P[up_idx, 0]
     between = [P[a, 1] + t_split * (P[b, 1] - P[a, 1]) for a, b in ((61, 67), (62, 66), (63, 65))]
@@ -310,7 +284,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = No
 
     # ---- mouth interior, lit like this face
     mouth_box = box_of((au < hw_l + margin) & (D > -d_top - margin) & (D < 1.15 * jaw_amp + margin))
-    lum_l, lum_r = (float(np.median(_luma(c))) for c in cheeks)
+    lum_l, lum_r = (float(np.median(luma(c))) for c in sides)
     light = 1 + np.clip((lum_r - lum_l) / (lum_r + lum_l + 1e-6), -0.3, 0.3) * np.clip(xn, -1, 1)
     gaps = sum(np.exp(-0.5 * ((au - k * hw_l) / 0.7) ** 2) for k in (0.0, 0.3, 0.52))  # incisors' edges
     teeth_shade = (1 - 0.5 * np.clip(xn, -1, 1) ** 4) * (1 - 0.25 * np.clip(gaps, 0, 1)) * light
@@ -320,7 +294,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = No
     s_skin = float(1 - skin_n.min())
     k = min(0.45, 0.15 / max(s_skin, 1e-6))
     if teeth_rgb is None:
-        teeth_rgb = 255 * float(np.clip(0.42 + 0.5 * _luma(skin), 0.45, 0.86)) * (1 - k * (1 - skin_n))
+        teeth_rgb = 255 * float(np.clip(0.42 + 0.5 * luma(skin), 0.45, 0.86)) * (1 - k * (1 - skin_n))
     geometry = np.array(
         [2.0 / w, 2.0 / h, fr.c, fr.s, *teeth_rgb, *(255 * skin * [0.2, 0.09, 0.085])]
         + [*(255 * skin * [0.6, 0.36, 0.36]), hw_l, 0.0 if photo_teeth else 1.0, 0.04 * mw, 0.2 * mw],
