@@ -26,7 +26,7 @@ from s2v.runtime.model import ExportedModel
 
 # (label, channel values): what a reviewer checks, in reading order
 SHEET_POSES: tuple[tuple[str, dict[str, float]], ...] = (
-    ("rest (photo)", {}),
+    ("rest", {}),
     ("/aa/ open", {"jaw_open": 0.9, "speech": 1.0}),
     ("/uw/ round", {"jaw_open": 0.3, "lip_spread": -1.0, "speech": 1.0}),
     ("/m/ closed", {"lip_closure": 1.0, "speech": 1.0}),
