@@ -79,7 +79,28 @@ async def run_load(config: BenchConfig, base: str, audio: Path) -> dict[str, Any
         "fps_min_1s": min((s.get("fps_min_1s") or 0 for s in measured), default=None),
         "filled": sum(s.get("filled") or 0 for s in measured),
         "onset_latency_ms_p50": _median([s.get("onset_latency_ms") for s in measured]),
+        "cpu_ms_per_frame": cpu_by_stage(before, after),
     }
+
+
+STAGE_KEYS = {  # what the bench prints: /metrics sample names
+    "graph": 's2v_render_cpu_seconds_total{part="graph"}',
+    "paste and upkeep": 's2v_render_cpu_seconds_total{part="rest"}',
+    "colour conversion and resampling": 's2v_render_cpu_seconds_total{part="convert"}',
+    "encoders (VP8, Opus)": 's2v_cpu_seconds_total{stage="encode"}',
+    "event loop (RTP, SRTP, ICE, pacing)": 's2v_cpu_seconds_total{stage="event_loop"}',
+    "audio decode": 's2v_cpu_seconds_total{stage="audio_decode"}',
+    "other threads": 's2v_cpu_seconds_total{stage="other"}',
+}
+
+
+def cpu_by_stage(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Server CPU ms per video frame sent, by stage, between two scrapes of /metrics."""
+    frames = after.get("s2v_frames_total", 0.0) - before.get("s2v_frames_total", 0.0)
+    if frames <= 0:
+        return {}
+    return {stage: round((after[key] - before.get(key, 0.0)) * 1000 / frames, 3)
+            for stage, key in STAGE_KEYS.items() if key in after}
 
 
 def _median(values: list[Any]) -> float | None:
@@ -146,4 +167,8 @@ def table(result: dict[str, Any]) -> str:
     rows.append(f"\n{result['sessions']} sessions × {result['seconds']:g} s: server CPU {result['server_cpu_cores']} "
                 f"cores in all, {result['server_cpu_per_session']} per live session; RSS {result['server_rss_mb']} MB"
                 + (f"; failed: {result['failed']}" if result["failed"] else ""))
+    if result.get("cpu_ms_per_frame"):
+        stages = result["cpu_ms_per_frame"]
+        rows.append(f"server CPU per frame sent, {sum(stages.values()):.2f} ms: "
+                    + ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items()))
     return "\n".join(rows)

@@ -181,8 +181,13 @@ async def upload_avatar(request: web.Request) -> web.Response:
     return json_response({"avatar": avatar.id, **describe(avatar)})
 
 
+async def _on_startup(app: web.Application) -> None:
+    app[SERVICE].metrics.threads.start()
+
+
 async def _on_shutdown(app: web.Application) -> None:
     service = app[SERVICE]
+    service.metrics.threads.stop()
     await service.sessions.close_all("server shutting down")
     for ws in list(service.sockets):
         await ws.close(code=1001, message=b"server shutting down")
@@ -219,6 +224,7 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
     app.router.add_get("/ws", websocket)
     app.router.add_get("/agent", agent_socket)
     app.router.add_static("/static", _static_dir())
+    app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     return app
 

@@ -21,13 +21,17 @@ class SessionMetrics:
     dropped: int = 0  # rendered frames that missed their release time and were discarded
     filled: int = 0  # releases with no fresh frame (previous picture repeated, silence sent)
     render_cpu_s: float = 0.0  # CPU time of the render thread (inference, paste, frame conversion)
+    graph_cpu_s: float = 0.0  # ...of it, inside the graph (motion network and renderer)
+    frame_cpu_s: float = 0.0  # ...of it, turning frames into what the tracks send (colour conversion, resampling)
     render_started: float | None = None  # monotonic time the render thread started
     _render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=250))
     _sent_at: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 
-    def rendered(self, wall_ms: float, cpu_s: float) -> None:
+    def rendered(self, wall_ms: float, cpu_s: float, graph_cpu_s: float, frame_cpu_s: float) -> None:
         self._render_ms.append(wall_ms)
         self.render_cpu_s += cpu_s
+        self.graph_cpu_s += graph_cpu_s
+        self.frame_cpu_s += frame_cpu_s
 
     def sent_video(self) -> None:
         self.frames += 1

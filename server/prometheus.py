@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Iterator
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from s2v.server.thread_cpu import ThreadCpu
+
 if TYPE_CHECKING:
     from s2v.server.session import Session, SessionRegistry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_RENDER_PARTS = {"graph": "graph_cpu_s", "convert": "frame_cpu_s"}  # the rest of render_cpu_s: paste and upkeep
 _FRAME_COUNTS = {"frames": "video frames sent", "late": "render ticks that started late",
                  "filled": "releases with no fresh frame (picture repeated)", "dropped": "rendered frames discarded"}
 
@@ -29,6 +32,8 @@ class ServerMetrics:
         self.refusals: Counter[tuple[str, int]] = Counter()  # (route, HTTP status)
         self.admitted = 0
         self.ended_counts: Counter[str] = Counter()
+        self.ended_cpu: Counter[str] = Counter()  # render CPU seconds of the sessions that ended, by part
+        self.threads = ThreadCpu()
         self.registry = CollectorRegistry()
         self.registry.register(ProcessCollector(registry=None))  # CPU seconds, resident memory, open files
         self.registry.register(self)
@@ -40,6 +45,8 @@ class ServerMetrics:
         for key, count in session.metrics.snapshot().items():
             if key in _FRAME_COUNTS:
                 self.ended_counts[key] += int(count or 0)
+        for field in ("render_cpu_s", *_RENDER_PARTS.values()):
+            self.ended_cpu[field] += getattr(session.metrics, field)
 
     def collect(self) -> Iterator[Metric]:
         live = list(self.sessions)
@@ -62,9 +69,29 @@ class ServerMetrics:
         fps = [snap["fps"] for snap in snapshots]
         yield GaugeMetricFamily("s2v_fps_min", "lowest frame rate of the live sessions over the last second",
                                 value=min(fps) if fps else 0.0)
+        yield from self._cpu(live)
         render = [snap["render_ms_p95"] for snap in snapshots if snap["render_ms_p95"] is not None]
         yield GaugeMetricFamily("s2v_render_ms_p95_max", "worst 95th-percentile render time of the live sessions",
                                 value=max(render) if render else 0.0)
+
+    def _cpu(self, live: list[Session]) -> Iterator[Metric]:
+        if self.threads.available:
+            self.threads.sample()
+            stages = CounterMetricFamily("s2v_cpu_seconds", "CPU seconds by the kind of thread that spent them: "
+                                         "event loop (signalling, ICE, DTLS, SRTP, RTP), render threads, aiortc's "
+                                         "decoders, the executor (encoders)", labels=["stage"])
+            for stage, seconds in self.threads.totals().items():
+                stages.add_metric([stage], seconds)
+            yield stages
+        spent = {f: self.ended_cpu[f] + sum(getattr(s.metrics, f) for s in live)
+                 for f in ("render_cpu_s", *_RENDER_PARTS.values())}
+        parts = CounterMetricFamily("s2v_render_cpu_seconds", "render threads' CPU seconds by part: the graph, "
+                                    "frame conversion for the tracks (colour, resampling), the rest (paste, "
+                                    "audio in, motion control)", labels=["part"])
+        for part, f in _RENDER_PARTS.items():
+            parts.add_metric([part], spent[f])
+        parts.add_metric(["rest"], max(spent["render_cpu_s"] - sum(spent[f] for f in _RENDER_PARTS.values()), 0.0))
+        yield parts
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -125,16 +125,21 @@ class RenderLoop:
                     self.skipped += behind
                     metrics.skipped_ticks += behind
                     self._log.warning("render is %d ticks behind the clock; skipping them", behind)
-            started, cpu = time.perf_counter(), time.thread_time()
+            started, cpu, graph = time.perf_counter(), time.thread_time(), self._generator.graph_cpu_s
+            converting = 0.0
             self._generator.push_audio(self._source.read())
             for frame in self._generator.frames():
                 index = frame.index + self.skipped
-                self._video_out.put_threadsafe(index, video_frame(frame.image))
-                self._audio_out.put_threadsafe(index, self._upsample(frame.audio))
+                before = time.thread_time()
+                video, audio = video_frame(frame.image), self._upsample(frame.audio)
+                converting += time.thread_time() - before
+                self._video_out.put_threadsafe(index, video)
+                self._audio_out.put_threadsafe(index, audio)
                 self.speaking = bool(frame.motion[_SPEECH] > 0.5)
                 if self._shown is not None:
                     self._shown(index)
-            metrics.rendered((time.perf_counter() - started) * 1000.0, time.thread_time() - cpu)
+            metrics.rendered((time.perf_counter() - started) * 1000.0, time.thread_time() - cpu,
+                             self._generator.graph_cpu_s - graph, converting)
             tick += 1
 
     def _draw_at_rest(self, first: int, end: int) -> None:

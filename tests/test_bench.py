@@ -14,4 +14,7 @@ async def test_two_sessions_at_once_are_measured_per_session_and_for_the_server(
     for session in result["per_session"]:
         assert session["fps"] >= 20 and session["render_ms_p50"] is not None and session["filled"] is not None
     assert 0 < result["server_cpu_per_session"] < 2 and result["server_rss_mb"] > 50
-    assert "server CPU" in table(result)
+    stages = result["cpu_ms_per_frame"]
+    for stage in ("graph", "encoders (VP8, Opus)", "event loop (RTP, SRTP, ICE, pacing)"):
+        assert stages[stage] > 0, stage
+    assert "server CPU" in table(result) and "graph" in table(result)

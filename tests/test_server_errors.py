@@ -504,6 +504,11 @@ async def test_metrics_and_readiness_follow_the_sessions(live_server):
         assert live['s2v_refusals_total{route="/offer",status="503"}'] == 1
         assert live["s2v_frames_total"] >= 20 and live["s2v_fps_min"] >= 20
         assert live["process_cpu_seconds_total"] > 0
+        # CPU by stage: the render thread's graph and frame conversion, and the threads of each kind
+        assert live['s2v_render_cpu_seconds_total{part="graph"}'] > 0
+        assert live['s2v_render_cpu_seconds_total{part="convert"}'] > 0
+        for stage in ("event_loop", "render", "encode"):
+            assert live[f's2v_cpu_seconds_total{{stage="{stage}"}}'] > 0, stage
     finally:
         await pc.close()
         await refused.close()
@@ -511,6 +516,8 @@ async def test_metrics_and_readiness_follow_the_sessions(live_server):
     after = await scrape()
     assert after['s2v_sessions{state="live"}'] == 0 and await ready() == 200
     assert after["s2v_frames_total"] >= live["s2v_frames_total"]  # the ended session's frames still count
+    for key in ('s2v_cpu_seconds_total{stage="render"}', 's2v_render_cpu_seconds_total{part="graph"}'):
+        assert after[key] >= live[key]  # ...and so does the CPU of its threads, ended since
 
 
 def test_max_sessions_defaults_to_what_the_machine_holds(monkeypatch):

@@ -8,6 +8,7 @@ carries the exact audio it was made from, so sound and picture stay in sync by c
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class StreamingGenerator:
         self._steps = 0  # frames of audio given to the graph
         self._taken = 0  # frames of audio taken for the graph, including a call still running
         self._controls: np.ndarray | None = None  # the latest frame's head, eye and brow controls
+        self.graph_cpu_s = 0.0  # CPU time of the calling threads inside the graph, for the server's accounts
 
     @property
     def fps(self) -> int:
@@ -144,7 +146,9 @@ class StreamingGenerator:
         n = len(audio) // self._step
         controls = self.controller.next(voice_level(audio, self._step))
         self._controls = controls[-1:]
+        cpu = time.thread_time()
         crops, motion, new_state = self.model.run(audio, state, controls, self.avatar.inputs)
+        self.graph_cpu_s += time.thread_time() - cpu
         ready: list[tuple[int, np.ndarray, int]] = []  # (frame index, its audio, row)
         with self._lock:
             interrupted = self._state is not state  # an interrupt in between wins over this result
