@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from s2v.server.thread_cpu import ThreadCpu
 
@@ -19,9 +20,17 @@ if TYPE_CHECKING:
     from s2v.server.session import Session, SessionRegistry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ONSET_BUCKETS_S = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)
 _RENDER_PARTS = {"graph": "graph_cpu_s", "convert": "frame_cpu_s"}  # the rest of render_cpu_s: paste and upkeep
 _FRAME_COUNTS = {"frames": "video frames sent", "late": "render ticks that started late",
                  "filled": "releases with no fresh frame (picture repeated)", "dropped": "rendered frames discarded"}
+
+
+def _onset_counts(latencies: list[float]) -> np.ndarray:
+    """How many of `latencies` (s) fall in each bucket of ONSET_BUCKETS_S (the last one open), then their sum."""
+    values = np.asarray(latencies, np.float64)
+    counts = np.bincount(np.searchsorted(ONSET_BUCKETS_S, values), minlength=len(ONSET_BUCKETS_S) + 1)
+    return np.append(counts, values.sum())
 
 
 class ServerMetrics:
@@ -32,6 +41,7 @@ class ServerMetrics:
         self.refusals: Counter[tuple[str, int]] = Counter()  # (route, HTTP status)
         self.admitted = 0
         self.ended_counts: Counter[str] = Counter()
+        self.ended_onsets = np.zeros(len(ONSET_BUCKETS_S) + 2)  # ended sessions' onsets: per bucket, then the sum
         self.ended_cpu: Counter[str] = Counter()  # render CPU seconds of the sessions that ended, by part
         self.threads = ThreadCpu()
         self.registry = CollectorRegistry()
@@ -45,6 +55,7 @@ class ServerMetrics:
         for key, count in session.metrics.snapshot().items():
             if key in _FRAME_COUNTS:
                 self.ended_counts[key] += int(count or 0)
+        self.ended_onsets += _onset_counts(session.metrics.onset_s)
         for field in ("render_cpu_s", *_RENDER_PARTS.values()):
             self.ended_cpu[field] += getattr(session.metrics, field)
 
@@ -70,6 +81,12 @@ class ServerMetrics:
         yield GaugeMetricFamily("s2v_fps_min", "lowest frame rate of the live sessions over the last second",
                                 value=min(fps) if fps else 0.0)
         yield from self._cpu(live)
+        onsets = self.ended_onsets + _onset_counts([t for session in live for t in session.metrics.onset_s])
+        edges = [*map(str, ONSET_BUCKETS_S), "+Inf"]
+        yield HistogramMetricFamily("s2v_onset_latency_seconds", "speech onset (decoded audio reaching the session) "
+                                    "to the release of the first frame drawn speaking",
+                                    buckets=list(zip(edges, np.cumsum(onsets[:-1]).astype(int).tolist())),
+                                    sum_value=float(onsets[-1]))
         render = [snap["render_ms_p95"] for snap in snapshots if snap["render_ms_p95"] is not None]
         yield GaugeMetricFamily("s2v_render_ms_p95_max", "worst 95th-percentile render time of the live sessions",
                                 value=max(render) if render else 0.0)

@@ -46,11 +46,13 @@ class RenderLoop:
         metrics: SessionMetrics,
         on_failure: Callable[[BaseException], None],
         shown: Callable[[int], None] | None = None,
+        speech_started: Callable[[int], None] | None = None,
     ) -> None:
         self._log = log
         self._generator = generator
         self._source = source
         self._shown = shown  # told the timeline index of every frame drawn, in order
+        self._speech_started = speech_started  # told the index of the first frame drawn speaking after silence
         self._clock = clock
         self._video_out = video_out
         self._audio_out = audio_out
@@ -135,7 +137,10 @@ class RenderLoop:
                 converting += time.thread_time() - before
                 self._video_out.put_threadsafe(index, video)
                 self._audio_out.put_threadsafe(index, audio)
-                self.speaking = bool(frame.motion[_SPEECH] > 0.5)
+                speaking = bool(frame.motion[_SPEECH] > 0.5)
+                if speaking and not self.speaking and self._speech_started is not None:
+                    self._speech_started(index)
+                self.speaking = speaking
                 if self._shown is not None:
                     self._shown(index)
             metrics.rendered((time.perf_counter() - started) * 1000.0, time.thread_time() - cpu,

@@ -26,6 +26,7 @@ from s2v.runtime.playout import PlaybackEvent, SegmentPlayout
 from s2v.runtime.model import ExportedModel
 from s2v.server.audio_inlet import AudioInlet
 from s2v.server.clock import SessionClock
+from s2v.server.onsets import OnsetTimer
 from s2v.server.config import ServerConfig
 from s2v.server.metrics import SessionMetrics
 from s2v.server.render import RenderLoop
@@ -80,7 +81,9 @@ class Session:
         self.audio_track = AvatarAudioTrack(self.clock, audio_out)
         self.render = RenderLoop(self.log, self.generator, self.playout or self.inlet, self.clock, video_out,
                                  audio_out, self.metrics, self._render_failed,
-                                 shown=self._shown if self.playout is not None else None)
+                                 shown=self._shown if self.playout is not None else None,
+                                 speech_started=self._speech_started if self.playout is None else None)
+        self.onsets = OnsetTimer()
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers, config.ice_username, config.ice_credential,
                                                       config.ice_relay_only))
         self._loop = loop
@@ -167,6 +170,7 @@ class Session:
                 for out in resampler.resample(frame):
                     pcm = out.to_ndarray().reshape(-1)
                     self.inlet.push(pcm, position)
+                    self.onsets.heard(pcm, self._last_heard)
                     position += len(pcm)
         except MediaStreamError:
             self.log.info("incoming audio ended")
@@ -191,6 +195,11 @@ class Session:
         rest = self.render.redraw_at_rest(self.generator.interrupt() + self.render.skipped)
         self.log.info("interrupted: frame %d on is at rest", rest)
         return rest
+
+    def _speech_started(self, index: int) -> None:
+        """Render thread: frame `index` is the first drawn speaking after silence; time its utterance's onset."""
+        if (latency := self.onsets.drawn(self.clock.release_time(index))) is not None:
+            self.metrics.onset_s.append(latency)
 
     def _shown(self, index: int) -> None:
         """Render thread: frame `index` was drawn; its playback events go out when it is released."""

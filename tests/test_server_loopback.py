@@ -9,6 +9,7 @@ import numpy as np
 
 from s2v.client import analysis
 from s2v.client.live import SEND_RATE, ClientConfig, audio_timeline, call, measure
+from s2v.client.load import scrape_metrics
 
 SILENCE_S = 1.0  # before and after the speech in short_speech_wav
 
@@ -69,3 +70,9 @@ async def test_speech_in_lip_synced_video_and_the_same_audio_out(live_server, sh
 
     # Hanging up ends the session.
     assert await sessions_left(server.url) == 0
+    # ...and the server timed the sentence's onset itself, inside the client's figure (which adds the way back)
+    metrics = await scrape_metrics(server.url)
+    count = metrics["s2v_onset_latency_seconds_count"]
+    assert count >= 1, metrics
+    server_onset_ms = 1000 * metrics["s2v_onset_latency_seconds_sum"] / count
+    assert 40 < server_onset_ms < stats["onset_latency_ms"], (server_onset_ms, stats["onset_latency_ms"])
