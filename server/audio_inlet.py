@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +52,9 @@ class AudioInlet:
         self._base = 0  # oldest position still held
         self._end: int | None = None  # one past the newest sample received; None before any audio
         self._cursor: int | None = None  # position of the next read; None until the first read after audio
+        self._pushes: deque[tuple[int, float]] = deque(maxlen=64)  # (end position, arrival time) of recent pushes
+        self._arrivals: deque[float | None] = deque(maxlen=64)  # when each recent read's audio was all in
+        self._reads = 0
 
     def push(self, pcm: np.ndarray, position: int) -> None:
         """File `pcm` under its position on the sender's timeline (samples since the stream began)."""
@@ -73,6 +78,7 @@ class AudioInlet:
                     return
             if self._cursor is not None:
                 self.counters.late_samples += max(0, min(end, self._cursor) - position)
+            self._pushes.append((end, time.monotonic()))
             newest = end if self._end is None else max(self._end, end)
             if self._cursor is not None and newest - self._cursor > self.limit:
                 cut = newest - self.delay - self._cursor
@@ -89,7 +95,9 @@ class AudioInlet:
         """The next `read_samples` samples of the timeline (silence where audio is missing or none came yet)."""
         n = self.read_samples
         with self._lock:
+            self._reads += 1
             if self._end is None:
+                self._arrivals.append(None)
                 return np.zeros(n, np.float32)
             if self._cursor is None:
                 # The newest sample seen now is played `delay` from now, and so is every later one.
@@ -102,15 +110,24 @@ class AudioInlet:
                 if self._end < self._cursor + n:  # audio was flowing but not all of this read's had come
                     self.counters.underruns += 1
                     self._log.debug("audio inlet underrun: %d samples missing", self._cursor + n - self._end)
+            self._arrivals.append(next((t for e, t in self._pushes if e >= self._cursor + n), None))
             self._cursor += n
             self._forget_before(self._cursor)
             return out
+
+    def arrival(self, read: int) -> float | None:
+        """Monotonic time at which the audio of read number `read` (0 = the first) had all arrived; None if it
+        never did, or the read is too old to remember."""
+        with self._lock:
+            back = self._reads - 1 - read
+            return self._arrivals[-1 - back] if 0 <= back < len(self._arrivals) else None
 
     def clear(self) -> None:
         """Forget buffered speech (interrupt); the next audio sets the delay afresh."""
         with self._lock:
             self._ring[:] = 0.0
             self._end = self._cursor = None
+            self._pushes.clear()
 
     @property
     def depth_samples(self) -> int:
@@ -124,6 +141,7 @@ class AudioInlet:
         """Forget the old timeline; the next read sets the delay afresh on the new one."""
         self._ring[:] = 0.0
         self._base, self._cursor, self._end = position, None, None
+        self._pushes.clear()
 
     def _spans(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
         """(ring start, ring stop, offset into the span) pieces of positions [lo, hi), at most one ring long."""

@@ -24,7 +24,7 @@ class SessionMetrics:
     graph_cpu_s: float = 0.0  # ...of it, inside the graph (motion network and renderer)
     frame_cpu_s: float = 0.0  # ...of it, turning frames into what the tracks send (colour conversion, resampling)
     render_started: float | None = None  # monotonic time the render thread started
-    onset_s: list[float] = field(default_factory=list)  # speech onset -> first frame released speaking, s
+    onset_s: list[float] = field(default_factory=list)  # speech onsets: their audio's arrival -> release, s
     _render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=250))
     _sent_at: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 

@@ -83,8 +83,8 @@ class ServerMetrics:
         yield from self._cpu(live)
         onsets = self.ended_onsets + _onset_counts([t for session in live for t in session.metrics.onset_s])
         edges = [*map(str, ONSET_BUCKETS_S), "+Inf"]
-        yield HistogramMetricFamily("s2v_onset_latency_seconds", "speech onset (decoded audio reaching the session) "
-                                    "to the release of the first frame drawn speaking",
+        yield HistogramMetricFamily("s2v_onset_latency_seconds", "first frame drawn speaking after silence: from "
+                                    "its audio reaching the session (decoded) to its release",
                                     buckets=list(zip(edges, np.cumsum(onsets[:-1]).astype(int).tolist())),
                                     sum_value=float(onsets[-1]))
         render = [snap["render_ms_p95"] for snap in snapshots if snap["render_ms_p95"] is not None]

@@ -46,13 +46,14 @@ class RenderLoop:
         metrics: SessionMetrics,
         on_failure: Callable[[BaseException], None],
         shown: Callable[[int], None] | None = None,
-        speech_started: Callable[[int], None] | None = None,
+        speech_started: Callable[[int, int], None] | None = None,
     ) -> None:
         self._log = log
         self._generator = generator
         self._source = source
         self._shown = shown  # told the timeline index of every frame drawn, in order
-        self._speech_started = speech_started  # told the index of the first frame drawn speaking after silence
+        # told the first frame drawn speaking after silence: its timeline index and which tick's audio it shows
+        self._speech_started = speech_started
         self._clock = clock
         self._video_out = video_out
         self._audio_out = audio_out
@@ -139,7 +140,7 @@ class RenderLoop:
                 self._audio_out.put_threadsafe(index, audio)
                 speaking = bool(frame.motion[_SPEECH] > 0.5)
                 if speaking and not self.speaking and self._speech_started is not None:
-                    self._speech_started(index)
+                    self._speech_started(index, frame.index)
                 self.speaking = speaking
                 if self._shown is not None:
                     self._shown(index)

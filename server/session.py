@@ -26,7 +26,6 @@ from s2v.runtime.playout import PlaybackEvent, SegmentPlayout
 from s2v.runtime.model import ExportedModel
 from s2v.server.audio_inlet import AudioInlet
 from s2v.server.clock import SessionClock
-from s2v.server.onsets import OnsetTimer
 from s2v.server.config import ServerConfig
 from s2v.server.metrics import SessionMetrics
 from s2v.server.render import RenderLoop
@@ -83,7 +82,6 @@ class Session:
                                  audio_out, self.metrics, self._render_failed,
                                  shown=self._shown if self.playout is not None else None,
                                  speech_started=self._speech_started if self.playout is None else None)
-        self.onsets = OnsetTimer()
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers, config.ice_username, config.ice_credential,
                                                       config.ice_relay_only))
         self._loop = loop
@@ -170,7 +168,6 @@ class Session:
                 for out in resampler.resample(frame):
                     pcm = out.to_ndarray().reshape(-1)
                     self.inlet.push(pcm, position)
-                    self.onsets.heard(pcm, self._last_heard)
                     position += len(pcm)
         except MediaStreamError:
             self.log.info("incoming audio ended")
@@ -196,10 +193,12 @@ class Session:
         self.log.info("interrupted: frame %d on is at rest", rest)
         return rest
 
-    def _speech_started(self, index: int) -> None:
-        """Render thread: frame `index` is the first drawn speaking after silence; time its utterance's onset."""
-        if (latency := self.onsets.drawn(self.clock.release_time(index))) is not None:
-            self.metrics.onset_s.append(latency)
+    def _speech_started(self, index: int, audio_read: int) -> None:
+        """Render thread: frame `index`, drawn from the inlet's read `audio_read`, is the first drawn speaking
+        after silence. From the arrival of its audio to its release is the server's onset-to-lips latency: the
+        playout delay, the look-ahead, the render and the release margin, as they really add up."""
+        if (arrived := self.inlet.arrival(audio_read)) is not None:
+            self.metrics.onset_s.append(self.clock.release_time(index) - arrived)
 
     def _shown(self, index: int) -> None:
         """Render thread: frame `index` was drawn; its playback events go out when it is released."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from s2v.server.audio_inlet import AudioInlet
@@ -136,3 +138,17 @@ def test_a_timeline_that_restarts_is_followed_but_a_very_late_packet_is_only_dro
     assert audio.read()[0] == position - DELAY + READ + 1  # no rewind: the next read follows the last
     audio.push(ramp(5000, 1280), 0)  # the sender restarts at 0 (aiortc reads a timestamp jump back so)
     np.testing.assert_array_equal(audio.read(), ramp(5000 + 1280 - DELAY, READ))  # followed, at the same delay
+
+
+def test_each_read_remembers_when_its_audio_had_all_arrived():
+    audio = inlet()
+    assert not audio.read().any() and audio.arrival(0) is None  # nothing had come
+    pushed = []
+    for i in range(4):  # 80 ms of packets, 20 ms apart
+        audio.push(ramp(i * PACKET, PACKET), i * PACKET)
+        pushed.append(time.monotonic())
+        time.sleep(0.02)
+    audio.read()  # positions 320..960: complete with the third packet
+    assert pushed[1] < audio.arrival(1) <= pushed[2]
+    audio.read()  # 960..1600: never all arrived
+    assert audio.arrival(2) is None and audio.arrival(5) is None

@@ -70,9 +70,11 @@ async def test_speech_in_lip_synced_video_and_the_same_audio_out(live_server, sh
 
     # Hanging up ends the session.
     assert await sessions_left(server.url) == 0
-    # ...and the server timed the sentence's onset itself, inside the client's figure (which adds the way back)
+    # ...and the server timed the sentence's onset itself: from the arrival of the first speaking frame's audio
+    # to that frame's release (playout delay, look-ahead, render, margin), about what the client sees end to end
     metrics = await scrape_metrics(server.url)
     count = metrics["s2v_onset_latency_seconds_count"]
     assert count >= 1, metrics
     server_onset_ms = 1000 * metrics["s2v_onset_latency_seconds_sum"] / count
-    assert 40 < server_onset_ms < stats["onset_latency_ms"], (server_onset_ms, stats["onset_latency_ms"])
+    assert 40 < server_onset_ms < 400 and abs(server_onset_ms - stats["onset_latency_ms"]) < 150, (
+        server_onset_ms, stats["onset_latency_ms"])
