@@ -201,8 +201,8 @@ def create_app(config: ServerConfig, model: ExportedModel | None = None, store: 
     if model is None:
         model = ExportedModel(ModelConfig(model=config.model, device=config.device))
     if store is None:
-        store = AvatarStore(config.avatar_dir, AvatarConfig(width=config.width, height=config.height),
-                            max_bytes=int(config.avatar_quota_mb * 2**20))
+        avatars = AvatarConfig(width=config.width, height=config.height, close_mouth=config.close_mouth)
+        store = AvatarStore(config.avatar_dir, avatars, max_bytes=int(config.avatar_quota_mb * 2**20))
     if config.avatar is not None:
         try:
             default_avatar = store.put(Path(config.avatar).read_bytes())

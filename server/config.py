@@ -37,6 +37,8 @@ class ServerConfig:
     width: int = field(default=512, metadata={"help": "output video width; photos are framed to width x height"})
     height: int = field(default=512, metadata={"help": "output video height (VP8 costs ~3 ms a frame at 512x512, "
                                                        "~9 ms at 1280x720, per session)"})
+    close_mouth: bool = field(default=True, metadata={
+        "help": "bring an open-mouthed photo's lips together, so the avatar rests and talks from a closed mouth"})
     max_sessions: int = field(default=0, metadata={"help": "live sessions at once; more are refused with 503 (0: "
                                                            "what this machine holds, from the measured cost per "
                                                            "session at this frame size)"})
