@@ -25,7 +25,7 @@ import aiohttp
 import numpy as np
 
 from s2v.audio.files import read_audio, write_wav
-from s2v.client.live import ClientConfig, call, measure
+from s2v.client.live import Call, ClientConfig, call, measure
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,12 @@ async def scrape_metrics(base: str) -> dict[str, float]:
             if line and not line.startswith("#")}
 
 
-async def _session(config: ClientConfig, delay_s: float) -> dict[str, Any]:
+async def _session(config: ClientConfig, delay_s: float) -> Call:
     await asyncio.sleep(delay_s)
-    done = await call(config)
+    return await call(config)
+
+
+def _measured(done: Call) -> dict[str, Any]:
     stats = measure(done.received, done.sent, done.started)
     server = done.server or {}
     stats.update({k: server.get(k) for k in ("late", "filled", "dropped", "render_ms_p50", "render_ms_p95")})
@@ -64,12 +67,14 @@ async def run_load(config: BenchConfig, base: str, audio: Path) -> dict[str, Any
     """The sessions at once against `base`; per-session numbers and the server's CPU and memory."""
     client = ClientConfig(server=base, audio=audio, tail_s=1.0, token=config.token)
     before, t0 = await scrape_metrics(base), time.monotonic()
-    sessions = await asyncio.gather(*(_session(client, 0.2 * i) for i in range(config.sessions)),
-                                    return_exceptions=True)
+    calls = await asyncio.gather(*(_session(client, 0.2 * i) for i in range(config.sessions)),
+                                 return_exceptions=True)
     after, wall = await scrape_metrics(base), time.monotonic() - t0
     cpu = after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]
-    failed = [f"{type(s).__name__}: {s}" for s in sessions if isinstance(s, BaseException)]
-    measured = [s for s in sessions if isinstance(s, dict)]
+    failed = [f"{type(c).__name__}: {c}" for c in calls if isinstance(c, BaseException)]
+    # measured once every call has ended: the analysis of a long call holds this process's event loop for
+    # seconds, and the sessions still receiving would read that stall as frames arriving late
+    measured = [_measured(c) for c in calls if not isinstance(c, BaseException)]
     live_s = LEAD_S + config.seconds + 1.0  # each session's length; the run's wall time also holds set-up and stagger
     return {
         "sessions": config.sessions, "seconds": config.seconds, "failed": failed, "per_session": measured,
