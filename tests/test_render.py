@@ -16,6 +16,7 @@ from skimage import data
 
 from s2v.avatar import Avatar, AvatarConfig, prepare_avatar
 from s2v.avatar.landmarks import find_faces
+from s2v.avatar.rig import MOUTH_MAP_NAMES
 from s2v.render.graph import GraphRenderer, pose
 
 
@@ -300,3 +301,24 @@ def test_rounded_lips_hide_the_teeth_an_open_jaw_shows(renderer, closed_mouth):
         return float(((hsv[..., 2] > 120) & (hsv[..., 1] < 80))[inner].mean())
 
     assert toothy(rounded) < 0.85 * toothy(open_), (toothy(open_), toothy(rounded))
+
+
+def with_own_teeth_marked(avatar: Avatar) -> Avatar:
+    """The avatar with the photo's own teeth replaced by pure green: what shows green is drawn from them."""
+    maps = avatar.inputs["avatar_mouth_maps"].copy()
+    for name, value in (("photo_teeth_r", 0.5), ("photo_teeth_g", 255.5), ("photo_teeth_b", 0.5)):
+        maps[MOUTH_MAP_NAMES.index(name)] = value
+    return Avatar(avatar.id, avatar.background, avatar.box, {**avatar.inputs, "avatar_mouth_maps": maps})
+
+
+def green(crop: np.ndarray) -> np.ndarray:
+    return (crop[..., 1] > 120) & (crop[..., 0] < 60) & (crop[..., 2] < 60)
+
+
+def test_an_opening_smile_shows_the_photos_own_teeth(renderer, closed_smile, closed_mouth):
+    """Upper teeth stay with the skull: where the photo showed them, the opened mouth draws those very pixels.
+    A photo with closed lips has none to show and keeps the drawn ones."""
+    rest, opened = rendered(renderer, with_own_teeth_marked(closed_smile[0]), {}, {"jaw_open": 0.6, "speech": 1.0})
+    assert green(rest).sum() == 0 and green(opened).sum() > 30, green(opened).sum()
+    _, opened = rendered(renderer, with_own_teeth_marked(closed_mouth[0]), {}, {"jaw_open": 0.6, "speech": 1.0})
+    assert green(opened).sum() == 0

@@ -262,12 +262,13 @@ def prepare_avatar(data: bytes, config: AvatarConfig | None = None) -> Avatar:
     box = _head_box(lm, W, H, cfg)
     x0, y0, x1, y1 = box
     crop, lm_crop = frame[y0:y1, x0:x1], lm - [x0, y0]
-    mouth, teeth = "as in the photo", None
+    mouth, teeth, open_photo = "as in the photo", None, None
     if cfg.close_mouth and mouth_is_open(crop, lm_crop):
+        open_photo = crop.copy()
         crop, lm_crop, teeth = close_lips(crop, lm_crop)
         frame[y0:y1, x0:x1] = crop
         mouth = "closed from the photo's open mouth"
-    rig = build_rig(crop, lm_crop, teeth)
+    rig = build_rig(crop, lm_crop, teeth, open_photo)
     image = crop.transpose(2, 0, 1).astype(np.float32) + 0.5  # the graph's final cast truncates: this rounds
     arrays = (image, rig.fields, rig.pixels, rig.eye_maps, rig.mouth_maps, rig.geometry)
     info = {

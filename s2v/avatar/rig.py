@@ -25,13 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from s2v.avatar.colours import cheeks, luma, skin_colour, toothlike
 from s2v.avatar.eyes import brows, eyelids, irises
 from s2v.avatar.face_geometry import FaceFrame, box_of, interp, ramp
 
-RIG_VERSION = 18  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 19  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
@@ -77,6 +78,10 @@ MOUTH_MAP_NAMES: tuple[str, ...] = (  # values at the mouth pixels; then the K x
     "lower_teeth",  # width profile of the lower teeth hint
     "tongue",  # height profile of the tongue (0..1)
     "cavity_shade",  # brightness of the mouth cavity across the mouth
+    "photo_teeth_r",  # the photo's own teeth where it showed them (before its lips were closed), pixel values
+    "photo_teeth_g",
+    "photo_teeth_b",
+    "photo_teeth",  # 0..1: how much of the drawn upper teeth is the photo's own there
 )
 
 GEOMETRY_NAMES: tuple[str, ...] = (  # colours in pixel values (0..255)
@@ -166,6 +171,15 @@ def mouth_is_open(img: np.ndarray, lm: np.ndarray) -> bool:
     return _split(img, lm, FaceFrame.level_with_eyes(lm, *img.shape[:2]), skin_colour(img, lm))[1]
 
 
+def _own_teeth(open_photo: np.ndarray | None, skin: np.ndarray, h: int, w: int) -> list[np.ndarray]:
+    """The photo's teeth, r, g, b (pixel values) and how sure (0..1, soft-edged), where it showed them."""
+    if open_photo is None:
+        return [np.zeros((h, w))] * 4
+    rgb = open_photo.astype(np.float64)
+    teeth = cv2.GaussianBlur(toothlike(rgb / 255, skin).astype(np.float64), (0, 0), 0.7)
+    return [rgb[..., 0], rgb[..., 1], rgb[..., 2], teeth]
+
+
 def _head(fr: FaceFrame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
     """Depth of each pixel in front of the neck (px), for yaw and pitch, and the roll field (per radian).
 
@@ -183,11 +197,13 @@ def _head(fr: FaceFrame, lm: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndar
     return depth, roll
 
 
-def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = None) -> Rig:
+def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = None,
+              open_photo: np.ndarray | None = None) -> Rig:
     """Bases, window maps and colours for a head crop `img` (H x W x 3 uint8) with landmarks `lm` [68, 2] in its
-    pixels; the drawn teeth take `teeth_rgb` (0..255, the photo's own, seen before its lips were closed) or else
-    a colour from the skin's light. Sizes scale with the face width, so the rig behaves the same at any output
-    resolution."""
+    pixels. `open_photo` is the same crop before its lips were closed, if they were: upper teeth stay with the
+    skull, so where it showed teeth the drawn ones are its own, pixel for pixel; elsewhere they take `teeth_rgb`
+    (0..255, the colour of those teeth) or else a colour from the skin's light. Sizes scale with the face width,
+    so the rig behaves the same at any output resolution."""
     h, w = img.shape[:2]
     lm = lm.astype(np.float64)
     fr = FaceFrame.level_with_eyes(lm, h, w)
@@ -324,6 +340,7 @@ def build_rig(img: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray | None = No
         1 - ramp(0.3 * hw_l, 0.6 * hw_l, au),
         np.sqrt(np.clip(1 - (xn / 0.8) ** 2, 0, 1)),
         (1 - 0.6 * np.clip(xn**2, 0, 1)) * light,
+        *_own_teeth(open_photo, skin, h, w),
     ]
     mouth_maps = [m.reshape(-1)[flat_mouth] for m in mouth_maps]
     grid_units = np.array([2.0 / w, 2.0 / h]).reshape(1, 1, 1, 2)

@@ -222,7 +222,9 @@ class WarpRenderer(nn.Module):
         teeth_h = m["teeth_line"] * (0.35 + 0.65 * (o / 0.6).clamp(max=1.0)) * teeth_show.reshape(-1, 1, 1)
         upper_teeth = _soft(teeth_h - dist) * geo[_GEO["synthetic_teeth"]]
         shadow = 0.75 + 0.25 * (dist / (teeth_h + 1.0)).clamp(0.0, 1.0)
-        teeth = rgb("teeth") * m["teeth_shade"] * shadow
+        own = torch.stack([m["photo_teeth_r"], m["photo_teeth_g"], m["photo_teeth_b"]]).unsqueeze(0)
+        teeth = rgb("teeth") * m["teeth_shade"]
+        teeth = (teeth + m["photo_teeth"] * (own - teeth)) * shadow  # the photo's own teeth where it showed them
         # dark cavity, lit red just inside the lips and fading into the throat
         col = rgb("cavity") * (m["cavity_shade"] * (1 + 1.6 * torch.exp(-edge / 3.0)))
         tongue_col = rgb("tongue") * (m["cavity_shade"] * (1 - 0.5 * (over_lip / (tongue + 1)).clamp(0.0, 1.0)))
