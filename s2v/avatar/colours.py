@@ -34,5 +34,6 @@ def skin_colour(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 
 def toothlike(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """Pixels (0..1) as bright as the skin and much less coloured: teeth, told from lips and skin."""
-    return (luma(rgb) > 0.9 * luma(skin)) & (saturation(rgb) < 0.55 * saturation(skin))
+    """Pixels (0..1) as bright as the skin and much less coloured: teeth, told from lips and skin. In a grayscale
+    photo nothing has colour, and brightness alone tells them."""
+    return (luma(rgb) > 0.9 * luma(skin)) & (saturation(rgb) <= max(0.55 * float(saturation(skin)), 0.03))
