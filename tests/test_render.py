@@ -322,3 +322,12 @@ def test_an_opening_smile_shows_the_photos_own_teeth(renderer, closed_smile, clo
     assert green(rest).sum() == 0 and green(opened).sum() > 30, green(opened).sum()
     _, opened = rendered(renderer, with_own_teeth_marked(closed_mouth[0]), {}, {"jaw_open": 0.6, "speech": 1.0})
     assert green(opened).sum() == 0
+
+
+def test_a_grayscale_smile_is_closed_too(renderer):
+    """Nothing has colour in a grayscale photo: its teeth are found by brightness, and its lips closed."""
+    grey = np.repeat(luma(SMILE)[..., None], 3, axis=2).astype(np.uint8)
+    avatar = prepare_avatar(photo_bytes(grey))
+    assert avatar.info["mouth_at_rest"] == "closed from the photo's open mouth"
+    lm = find_faces(rendered(renderer, avatar, {})[0])[0].points
+    assert inner_gap(lm) < 0.04 * eye_distance(lm)
