@@ -4,7 +4,7 @@ A talking face rests with its lips together: /p b m/ and pauses close them, and 
 A photo that smiles with its teeth, or was taken mid-word, starts from an open mouth instead, and closing it on
 every frame means stretching a thin smiling lip over the teeth: on such photos the closed frames read as a pale
 smear, neither lips nor teeth, and a face detector sees the mouth open and the person changed. So the photo's
-mouth is closed once, at preparation, by moving each lip whole (its red and its thickness kept) to a line between
+mouth is closed once, at preparation, by moving each lip whole (its red kept, a little fuller) to a line between
 them, the skin above the upper lip and below the lower one taking up the shift; the rig is then built on that
 picture as on any closed-mouth photo, and the mouth's inside is drawn when it opens. (LivePortrait does the same
 with its `lip_zero` step, closing the source's lips before animating it.)
@@ -23,7 +23,8 @@ UPPER_OUTER, LOWER_OUTER = [48, 49, 50, 51, 52, 53, 54], [48, 59, 58, 57, 56, 55
 UPPER_SHARE = 0.5  # of the gap, travelled by the upper lip; the lower lip (and the jaw under it) takes the rest
 BITE = 1.0  # px each lip's inner edge is moved past the meeting line: its last row is half teeth, half lip
 LIP_STRETCH = 0.5  # share of each lip's travel its own red absorbs (thicker lips); the skin beyond takes the rest
-BRIDGE = 4  # samples (half a pixel apart, at a 68 px mouth) of lip in a row that end the inside of the mouth
+WALK = np.arange(0.0, 12.0, 0.5) / 68  # how far past dlib's inner-lip points to look, in mouth widths
+BRIDGE = 4  # samples of lip in a row (2 px at a 68 px mouth) that end the inside of the mouth
 SEAM_DARKEN = 0.25  # closed lips meet in a thin shadow
 
 
@@ -99,10 +100,11 @@ def _past_the_inside(img: np.ndarray, fr: FaceFrame, o: np.ndarray, us: np.ndarr
     closed lips. Down each column from the lower points (up from the upper ones), pixels dark or with little colour
     are inside; the median run over the middle of the mouth moves that whole lip edge, tapered to nothing at the
     corners (one number per lip: a column read wrongly does not make the edge ragged)."""
-    mid = between & (np.abs(us - us[between].mean()) < 0.3 * np.ptp(us[between]))
-    if not mid.any():
+    if not between.any():
         return up, lo
-    steps = np.arange(0.0, 12.0, 0.5) / 68 * np.ptp(us)  # px, up to about 12 % of the mouth's width
+    centre, span = float(us[between].mean()), float(np.ptp(us[between])) + 1e-6
+    mid = between & (np.abs(us - centre) < 0.3 * span)
+    steps = WALK * np.ptp(us)  # px
     found = []
     for edge, far, sign in ((lo, bottom, 1.0), (up, top, -1.0)):
         reach = np.maximum(sign * (far - edge) - 2.0, 0.0)[mid]  # stop short of the outer lip edge
@@ -118,19 +120,16 @@ def _past_the_inside(img: np.ndarray, fr: FaceFrame, o: np.ndarray, us: np.ndarr
         lip = np.lib.stride_tricks.sliding_window_view(np.pad(~inside, ((0, 0), (0, BRIDGE - 1)),
                                                               constant_values=True), BRIDGE, axis=1).all(axis=2)
         found.append(float(np.median(d[np.arange(len(d)), np.argmax(lip, axis=1)])))
-    taper = np.where(between, np.clip(1 - ((us - us[between].mean()) / (0.5 * np.ptp(us[between]) + 1e-6)) ** 2, 0, 1),
-                     0.0)
+    taper = np.where(between, np.clip(1 - ((us - centre) / (0.5 * span)) ** 2, 0, 1), 0.0)
     return up - found[1] * taper, lo + found[0] * taper
 
 
 def _teeth_colour(gap: np.ndarray) -> np.ndarray | None:
-    """Median colour of the bright, nearly colourless pixels [n, 3] between the lips; None when there are too
-    few of them (a dark, open mouth) or they are not pale (the landmarks took a lip for the gap)."""
-    rgb = gap.astype(np.float64)
+    """Median colour (0..255) of the bright, nearly colourless pixels [n, 3] between the lips; None when there are
+    too few of them (a dark, open mouth) or they are not pale (the landmarks took a lip for the gap)."""
+    rgb = gap.astype(np.float64) / 255
     if len(rgb) < 20:
         return None
-    luma = rgb @ [0.299, 0.587, 0.114]
-    bright = rgb[luma >= 0.85 * np.percentile(luma, 90)]
+    bright = rgb[luma(rgb) >= 0.85 * np.percentile(luma(rgb), 90)]
     colour = np.median(bright, axis=0)
-    saturation = (colour.max() - colour.min()) / max(colour.max(), 1e-6)
-    return colour if len(bright) >= 20 and saturation < 0.35 and colour.max() > 80 else None
+    return 255 * colour if len(bright) >= 20 and saturation(colour) < 0.35 and colour.max() > 80 / 255 else None
