@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from s2v.avatar.colours import luma, saturation, skin_colour
+from s2v.avatar.colours import luma, saturation
 from s2v.avatar.face_geometry import FaceFrame, interp, ramp
 
 UPPER_INNER, LOWER_INNER = [60, 61, 62, 63, 64], [60, 67, 66, 65, 64]
@@ -23,8 +23,6 @@ UPPER_OUTER, LOWER_OUTER = [48, 49, 50, 51, 52, 53, 54], [48, 59, 58, 57, 56, 55
 UPPER_SHARE = 0.5  # of the gap, travelled by the upper lip; the lower lip (and the jaw under it) takes the rest
 BITE = 1.0  # px each lip's inner edge is moved past the meeting line: its last row is half teeth, half lip
 LIP_STRETCH = 0.5  # share of each lip's travel its own red absorbs (thicker lips); the skin beyond takes the rest
-WALK = np.arange(0.0, 12.0, 0.5) / 68  # how far past dlib's inner-lip points to look, in mouth widths
-BRIDGE = 4  # samples of lip in a row (2 px at a 68 px mouth) that end the inside of the mouth
 SEAM_DARKEN = 0.25  # closed lips meet in a thin shadow
 
 
@@ -48,7 +46,6 @@ def close_lips(img: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     up = interp(us, P[UPPER_INNER, 0], P[UPPER_INNER, 1])
     lo = interp(us, P[LOWER_INNER, 0], P[LOWER_INNER, 1])
     between = (us > u0) & (us < u1)
-    up, lo = _past_the_inside(img, fr, o, us, up, lo, top, bottom, between, skin_colour(img, lm))
     kernel = np.exp(-0.5 * (np.arange(-12, 13) / 4.0) ** 2)
     gap = np.convolve(np.where(between, np.maximum(lo - up, 0.0), 0.0), kernel / kernel.sum(), mode="same")
     meet = up + UPPER_SHARE * (lo - up)
@@ -90,38 +87,6 @@ def close_lips(img: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     du, dvv = moved[:, 0] - P[:, 0], moved[:, 1] - P[:, 1]
     out = lm + np.stack([du * fr.c - dvv * fr.s, du * fr.s + dvv * fr.c], -1)
     return closed, out.astype(np.float32), teeth
-
-
-def _past_the_inside(img: np.ndarray, fr: FaceFrame, o: np.ndarray, us: np.ndarray, up: np.ndarray, lo: np.ndarray,
-                     top: np.ndarray, bottom: np.ndarray, between: np.ndarray, skin: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """dlib's inner-lip points moved out to where the lips really start. On a wide-open mouth they often sit on
-    the lower teeth or in the cavity's shadow, and whatever of the inside lies beyond them would stay between the
-    closed lips. Down each column from the lower points (up from the upper ones), pixels dark or with little colour
-    are inside; the median run over the middle of the mouth moves that whole lip edge, tapered to nothing at the
-    corners (one number per lip: a column read wrongly does not make the edge ragged)."""
-    if not between.any():
-        return up, lo
-    centre, span = float(us[between].mean()), float(np.ptp(us[between])) + 1e-6
-    mid = between & (np.abs(us - centre) < 0.3 * span)
-    steps = WALK * np.ptp(us)  # px
-    found = []
-    for edge, far, sign in ((lo, bottom, 1.0), (up, top, -1.0)):
-        reach = np.maximum(sign * (far - edge) - 2.0, 0.0)[mid]  # stop short of the outer lip edge
-        d = np.minimum(steps[None], reach[:, None])
-        v = edge[mid, None] + sign * d
-        x = o[0] + us[mid, None] * fr.c - v * fr.s
-        y = o[1] + us[mid, None] * fr.s + v * fr.c
-        rgb = cv2.remap(img, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE).astype(np.float64) / 255
-        inside = (luma(rgb) < 0.6 * luma(skin)) | (saturation(rgb) <= max(0.6 * float(saturation(skin)), 0.03))
-        # the lip starts where BRIDGE samples in a row are not inside: a pixel or so of anti-aliasing between
-        # the cavity and the teeth does not stop the walk
-        lip = np.lib.stride_tricks.sliding_window_view(np.pad(~inside, ((0, 0), (0, BRIDGE - 1)),
-                                                              constant_values=True), BRIDGE, axis=1).all(axis=2)
-        found.append(float(np.median(d[np.arange(len(d)), np.argmax(lip, axis=1)])))
-    taper = np.where(between, np.clip(1 - ((us - centre) / (0.5 * span)) ** 2, 0, 1), 0.0)
-    return up - found[1] * taper, lo + found[0] * taper
 
 
 def _teeth_colour(gap: np.ndarray) -> np.ndarray | None:

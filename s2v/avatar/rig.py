@@ -32,7 +32,7 @@ from s2v.avatar.colours import cheeks, luma, skin_colour, toothlike
 from s2v.avatar.eyes import brows, eyelids, irises
 from s2v.avatar.face_geometry import FaceFrame, box_of, interp, ramp
 
-RIG_VERSION = 21  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
+RIG_VERSION = 22  # part of every avatar id: stored avatars are rebuilt when the rig's layout or shapes change
 
 FIELD_NAMES: tuple[str, ...] = (
     "head_yaw",  # per radian: depth-weighted sideways slide of the face inside a static silhouette
