@@ -99,7 +99,7 @@ async def test_a_thousand_hostile_requests_are_refused_while_a_session_keeps_str
         assert set(statuses) <= {0, 200, 400, 404, 408, 413, 415, 422, 429, 503}, statuses
         assert sum(statuses.values()) == 1000 and statuses.get(200, 0) < 50
         # the live session never starved (its receiver shares this event loop with the flood, and a second of 19
-        # frames was seen once in four full runs on 2 cores)
+        # frames was seen once in five full runs on 2 cores)
         assert min(seconds) >= 18, seconds
         assert (await health(server.url))["ok"]
     finally:
