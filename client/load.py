@@ -95,7 +95,7 @@ STAGE_KEYS = {  # what the bench prints: /metrics sample names
     "colour conversion and resampling": 's2v_render_cpu_seconds_total{part="convert"}',
     "encoders (VP8, Opus)": 's2v_cpu_seconds_total{stage="encode"}',
     "event loop (RTP, SRTP, ICE, pacing)": 's2v_cpu_seconds_total{stage="event_loop"}',
-    "audio decode": 's2v_cpu_seconds_total{stage="audio_decode"}',
+    "decoders (incoming audio)": 's2v_cpu_seconds_total{stage="decode"}',
     "other threads": 's2v_cpu_seconds_total{stage="other"}',
 }
 

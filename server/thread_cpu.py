@@ -1,7 +1,7 @@
 """CPU time by what the server's threads do, read from Linux's per-thread accounts (/proc/self/task).
 
 Each stage of a session runs on threads of its own kind: the event loop (HTTP, ICE, DTLS, SRTP, RTP packets,
-pacing), aiortc's decoder threads (incoming Opus), the default executor (aiortc's encoders, VP8 and Opus, and the
+pacing), aiortc's decoder threads (incoming Opus, and any video a peer sends, decoded and dropped), the default executor (aiortc's encoders, VP8 and Opus, and the
 occasional avatar read), and one render thread per session (graph, paste, colour conversion). Sampling every
 thread's CPU once a second, and keeping the last reading of threads that have ended, gives counters per stage
 that only grow; a thread's final second before it ends is the only CPU lost.
@@ -13,7 +13,7 @@ import os
 import threading
 from collections import Counter
 
-STAGES = ("event_loop", "render", "audio_decode", "encode", "other")
+STAGES = ("event_loop", "render", "decode", "encode", "other")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -22,8 +22,8 @@ def stage_of(thread_name: str) -> str:
         return "event_loop"
     if thread_name.startswith("render-"):
         return "render"
-    if thread_name.endswith("-decoder"):  # aiortc names them audio-decoder and video-decoder
-        return "audio_decode"
+    if thread_name.endswith("-decoder"):  # aiortc's audio-decoder, and video-decoder for video a peer sends
+        return "decode"
     if thread_name.startswith("asyncio_"):  # the loop's default executor
         return "encode"
     return "other"

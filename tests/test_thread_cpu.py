@@ -13,7 +13,7 @@ from s2v.server.thread_cpu import ThreadCpu, stage_of
 def test_threads_are_told_apart_by_their_names():
     assert stage_of("MainThread") == "event_loop"
     assert stage_of("render-ab12cd") == "render"
-    assert stage_of("audio-decoder") == "audio_decode"
+    assert stage_of("audio-decoder") == stage_of("video-decoder") == "decode"
     assert stage_of("asyncio_3") == "encode"
     assert stage_of("Thread-7 (worker)") == "other"
 
