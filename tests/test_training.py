@@ -36,10 +36,12 @@ def test_targets_close_the_lips_on_m_and_open_the_jaw_on_aa():
 @pytest.mark.skipif(shutil.which("festival") is None, reason="festival is installed by the README's test command")
 def test_train_from_scratch_on_a_tiny_corpus(tmp_path):
     corpus = CorpusConfig(train_voices=("kal_diphone",), eval_voice="cmu_us_slt_arctic_hts", sentences_per_voice=6,
-                          eval_sentences=2, sentences_per_process=6, cache_dir=tmp_path / "corpus", recorded_voices=())
+                          eval_sentences=2, sentences_per_process=6, cache_dir=tmp_path / "corpus", recorded_voices=(),
+                          kokoro_voices=("kokoro_bf_lily", "kokoro_ef_dora"), kokoro_sentences=2)
     loaded = load_corpus(corpus)
-    clip = loaded.train[0]
-    assert clip.phones and abs(clip.phones[-1].end - len(clip.audio) / 16000) < 0.1  # timings match the audio
+    assert [c.voice for c in loaded.train] == ["kal_diphone"] * 6 + ["kokoro_bf_lily"] * 2 + ["kokoro_ef_dora"] * 2
+    for clip in loaded.train:
+        assert clip.phones and abs(clip.phones[-1].end - len(clip.audio) / 16000) < 0.1  # timings match the audio
     out = train(TrainConfig(corpus=corpus, epochs=2, steps_per_epoch=3, batch=4, out=tmp_path / "motion.pt"))
     net = MotionNet.load(out)
     motion, state = net(torch.zeros(640 * 5), net.initial_state())
@@ -127,6 +129,12 @@ def test_a_held_out_person_cannot_be_trained_on_in_another_language(tmp_path):
     corpus = CorpusConfig(train_voices=(), recorded_voices=("asterisk_en",), held_out_recorded=("asterisk_es",),
                           cache_dir=tmp_path)
     with pytest.raises(ValueError, match="Allison"):
+        load_corpus(corpus)
+
+
+def test_a_held_out_kokoro_voice_cannot_be_trained_on(tmp_path):
+    corpus = CorpusConfig(train_voices=(), recorded_voices=(), kokoro_voices=("kokoro_am_michael",), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="am_michael"):
         load_corpus(corpus)
 
 

