@@ -150,11 +150,12 @@ def mapped(name: str, language: str = "en-us") -> tuple[str, ...] | None:
     raise KeyError(name)
 
 
-class Pronouncer:
-    """Words of one language as festival/CMU phones, by espeak-ng's rules and lexicon for that language."""
+class PhonemeReader:
+    """espeak-ng's phonemes of a text in one language, word by word: by name (the mnemonics the tables above
+    know) or in IPA. Language switches espeak-ng makes for loan words ("(en)login(fr)") are dropped, their
+    phonemes kept."""
 
     def __init__(self, language: str) -> None:
-        self.language = language
         self.lib = ctypes.CDLL("libespeak-ng.so.1")
         self.lib.espeak_Initialize(2, 0, None, 0)
         self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
@@ -162,14 +163,26 @@ class Pronouncer:
         if self.lib.espeak_SetVoiceByName(language.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice for {language!r}")
 
-    def __call__(self, word: str) -> list[str]:
-        """Phones of `word`; language switches that espeak-ng makes for loan words ("(en)login(fr)") are kept."""
-        text = ctypes.create_string_buffer(word.encode())
-        pointer = ctypes.c_void_p(ctypes.addressof(text))
-        phones: list[str] = []
+    def words(self, text: str, ipa: bool = False) -> list[list[str]]:
+        buffer = ctypes.create_string_buffer(text.encode())
+        pointer, words = ctypes.c_void_p(ctypes.addressof(buffer)), []
         while pointer.value:  # one clause per call; a separator between phonemes (bits 8-23) keeps them apart
-            out = self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), 1, ord("|") << 8).decode()
-            for name in re.split(r"[|\s]+", re.sub(r"\([a-z-]+\)", " ", out)):
-                if name.strip("',;"):
-                    phones += mapped(name, self.language) or ()
+            out = self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), 1, int(ipa) << 1 | ord("|") << 8).decode()
+            words += [w.split("|") for w in re.sub(r"\([a-z-]+\)", " ", out).split()]
+        return words
+
+
+class Pronouncer:
+    """Words of one language as festival/CMU phones, by espeak-ng's rules and lexicon for that language."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+        self.reader = PhonemeReader(language)
+
+    def __call__(self, word: str) -> list[str]:
+        """Phones of `word`."""
+        phones: list[str] = []
+        for name in (n for w in self.reader.words(word) for n in w):
+            if name.strip("',;"):
+                phones += mapped(name, self.language) or ()
         return [p for p in phones if p != "pau"]

@@ -11,7 +11,6 @@ read from the graph (one step is 600 samples at 24 kHz, 25 ms), which the decode
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import importlib.resources
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from s2v.contract import CONTRACT
 from s2v.motion.visemes import Phone
 from s2v.training.clips import Clip
-from s2v.training.espeak import mapped
+from s2v.training.espeak import PhonemeReader, mapped
 
 log = logging.getLogger(__name__)
 
@@ -112,25 +111,12 @@ class Phonemes:
     """espeak-ng's phonemes of a clause twice: by name (our phone table knows them) and in IPA (Kokoro's)."""
 
     def __init__(self, language: str = "en-us") -> None:
-        self.lib = ctypes.CDLL("libespeak-ng.so.1")
-        self.lib.espeak_Initialize(2, 0, None, 0)
-        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
-        if self.lib.espeak_SetVoiceByName(language.encode()) != 0:
-            raise ValueError(f"espeak-ng has no voice for {language!r}")
-
-    def _words(self, text: str, ipa: bool) -> list[list[str]]:
-        buffer = ctypes.create_string_buffer(text.encode())
-        pointer, words = ctypes.c_void_p(ctypes.addressof(buffer)), []
-        while pointer.value:
-            out = self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), 1, int(ipa) << 1 | ord("|") << 8).decode()
-            words += [w.split("|") for w in re.sub(r"\([a-z-]+\)", " ", out).split()]  # "(en)": a language switch
-        return words
+        self.reader = PhonemeReader(language)
 
     def __call__(self, clause: str) -> list[list[tuple[str, str]]]:
         """Each word's phonemes as (name, IPA) pairs; ValueError if the two readings do not pair up. A short
         pause inside a clause has a name and, only sometimes, an empty IPA; it is left out."""
-        names, ipa = self._words(clause, False), self._words(clause, True)
+        names, ipa = self.reader.words(clause), self.reader.words(clause, ipa=True)
         if [len(w) for w in names] != [len(w) for w in ipa]:
             names = [[n for n in w if n not in _PAUSES] for w in names]
         if [len(w) for w in names] != [len(w) for w in ipa]:
