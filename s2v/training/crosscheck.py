@@ -71,17 +71,13 @@ def pronunciations(count: int) -> dict[str, float]:
     return agreement(ref, cand, seconds)
 
 
-def synthetic(language: str, count: int) -> dict[str, float]:
-    """Check 2: espeak-ng speaks `count` prompts of `language` (two voice variants); align them from the text."""
-    voice = next(v for v in ASTERISK_VOICES.values() if v.language == language)
-    texts = [t for t in _transcripts(voice).values() if foreign_words(t)][:count]
-    clips = synthesise_espeak(texts, ["m3", "f2"] * count, [160] * count, [50] * count, language)
-    lexicon = Lexicon.of(language)
+def _aligned_against_known(clips: list, lexicon: Lexicon, words_of) -> dict[str, float]:
+    """Agreement of each synthesised clip's own phone times (the reference) with its alignment from the text."""
     ref, cand, seconds = [], [], []
     for clip in clips:
         pcm = np.round(np.clip(clip.audio, -1, 1) * 32767).astype(np.int16)
         try:
-            cand.append(align(lexicon, foreign_words(clip.text) or [], pcm))
+            cand.append(align(lexicon, words_of(clip.text) or [], pcm))
         except (RuntimeError, ValueError):
             continue
         ref.append(clip.phones)
@@ -89,24 +85,23 @@ def synthetic(language: str, count: int) -> dict[str, float]:
     return agreement(ref, cand, seconds)
 
 
+def synthetic(language: str, count: int) -> dict[str, float]:
+    """Check 2: espeak-ng speaks `count` prompts of `language` (two voice variants); align them from the text."""
+    voice = next(v for v in ASTERISK_VOICES.values() if v.language == language)
+    texts = [t for t in _transcripts(voice).values() if foreign_words(t)][:count]
+    clips = synthesise_espeak(texts, ["m3", "f2"] * count, [160] * count, [50] * count, language)
+    return _aligned_against_known(clips, Lexicon.of(language), foreign_words)
+
+
 def kokoro(count: int) -> dict[str, float]:
-    """Check 3: `count` random corpus sentences, shared among four Kokoro voices (US and UK, women and men)."""
+    """Check 3: `count` random corpus sentences, shared among four Kokoro voices (US and UK, women and men),
+    aligned through espeak-ng's English pronunciations, as Kokoro was given them."""
     words, p = lexicon_words()
     texts = make_sentences(count, np.random.default_rng(7), words, p)
     names = ("af_heart", "am_michael", "bf_emma", "bm_george")
     clips = [c for k, v in enumerate(names) for c in synthesise_kokoro(
         KOKORO + v, texts[k::4], [1.0] * len(texts[k::4]))]
-    lexicon = Lexicon(decoder(), ENGLISH)  # English spelled by espeak-ng, as Kokoro was given it
-    ref, cand, seconds = [], [], []
-    for clip in clips:
-        pcm = np.round(np.clip(clip.audio, -1, 1) * 32767).astype(np.int16)
-        try:
-            ref.append(align(lexicon, spoken_words(clip.text) or [], pcm))
-        except (RuntimeError, ValueError):
-            continue
-        cand.append(clip.phones)
-        seconds.append(len(pcm) / 16000)
-    return agreement(ref, cand, seconds)
+    return _aligned_against_known(clips, Lexicon(decoder(), ENGLISH), spoken_words)
 
 
 def main() -> None:
