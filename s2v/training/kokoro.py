@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 KOKORO = "kokoro_"  # prefix of corpus voices: kokoro_af_heart, kokoro_bm_george, ...
 RATE = 24000
 STEP = 600  # samples of audio per duration step
+MAX_TOKENS = 510  # the model's context, less its two pads
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "corpus" / "kokoro"  # where the voices' tarball is kept
 VOICES_URL = "https://registry.npmjs.org/kokoro-js/-/kokoro-js-1.2.1.tgz"
 VOICES_SHA1 = "a6a9b0ffc1ab354fa3f9cb71ee95b6e9f0a13527"  # the registry's shasum of that tarball
@@ -174,7 +175,8 @@ def timed_phones(names: list[str], owner: list[int], steps: np.ndarray, language
             span[before] += n / 2
             span[after] += n / 2
         else:
-            following = _nearest(owner[k:]) if _nearest(owner[k:]) >= 0 else len(names)
+            following = _nearest(owner[k:])
+            following = following if following >= 0 else len(names)
             pause_at[following] = pause_at.get(following, 0.0) + n
     phones = [Phone("pau", 0.0, steps[0] * dt)]
     t = steps[0] * dt
@@ -213,6 +215,9 @@ def synthesise_kokoro(voice: str, texts: list[str], speeds: list[float]) -> list
             log.warning("%s", e)
             continue
         tokens, owner, names = tokens_and_owners(clauses, kokoro.vocab, language)
+        if len(tokens) > MAX_TOKENS:
+            log.warning("kokoro %s: too long for one call (%d tokens): %r", voice, len(tokens), text)
+            continue
         audio, steps = kokoro(tokens, style, speed)
         if len(steps) != len(tokens) + 2 or len(audio) != steps.sum() * STEP:
             log.warning("kokoro %s: unexpected output for %r", voice, text)
@@ -230,7 +235,8 @@ def synthesise_kokoro(voice: str, texts: list[str], speeds: list[float]) -> list
 def main() -> None:
     """Synthesise one sentence to a WAV file and print its phones (a listening check)."""
     import argparse
-    import wave
+
+    from s2v.audio.files import write_wav
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("text")
@@ -238,11 +244,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("kokoro.wav"))
     args = parser.parse_args()
     clip = synthesise_kokoro(KOKORO + args.voice, [args.text], [1.0])[0]
-    with wave.open(str(args.out), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(CONTRACT.audio.sample_rate)
-        w.writeframes(np.round(np.clip(clip.audio, -1, 1) * 32767).astype(np.int16).tobytes())
+    write_wav(args.out, clip.audio, CONTRACT.audio.sample_rate)
     for p in clip.phones:
         print(f"{p.start:6.3f} {p.end:6.3f} {p.name}")
 
