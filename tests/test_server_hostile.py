@@ -98,9 +98,11 @@ async def test_a_thousand_hostile_requests_are_refused_while_a_session_keeps_str
                         await server.service.sessions.get(reply["session"]).close("test")
         assert set(statuses) <= {0, 200, 400, 404, 408, 413, 415, 422, 429, 503}, statuses
         assert sum(statuses.values()) == 1000 and statuses.get(200, 0) < 50
-        # the live session never starved (its receiver shares this event loop with the flood, and a second of 19
-        # frames was seen once in five full runs on 2 cores)
-        assert min(seconds) >= 18, seconds
+        # the live session kept its rate and never stalled. Its receiver shares this event loop with the flood, so
+        # one slow second says as much about the client as the server: in full runs on 2 cores the worst second
+        # was 19 once in five and 15 once in four, with 24-25 around it. A blocked server loop (as a 2^31 RTP jump
+        # or a 49 MP upload once caused) gives seconds near 0 and a lower mean.
+        assert sum(seconds) / len(seconds) >= 23.5 and min(seconds) >= 12, seconds
         assert (await health(server.url))["ok"]
     finally:
         watcher.cancel()
