@@ -1,10 +1,11 @@
 """CPU time by what the server's threads do, read from Linux's per-thread accounts (/proc/self/task).
 
 Each stage of a session runs on threads of its own kind: the event loop (HTTP, ICE, DTLS, SRTP, RTP packets,
-pacing), aiortc's decoder threads (incoming Opus, and any video a peer sends, decoded and dropped), the default executor (aiortc's encoders, VP8 and Opus, and the
-occasional avatar read), and one render thread per session (graph, paste, colour conversion). Sampling every
-thread's CPU once a second, and keeping the last reading of threads that have ended, gives counters per stage
-that only grow; a thread's final second before it ends is the only CPU lost.
+pacing), aiortc's decoder threads (incoming Opus, and any video a peer sends, decoded and dropped), the default
+executor (aiortc's encoders, VP8 and Opus, and the occasional avatar read), and one render thread per session
+(graph, paste, colour conversion). Sampling every thread's CPU once a second, and keeping the last reading of
+threads that have ended, gives counters per stage that only grow; a thread's final second before it ends is the
+only CPU lost.
 """
 
 from __future__ import annotations
