@@ -76,9 +76,10 @@ def voices(cache: Path = CACHE) -> dict[str, np.ndarray]:
 
 
 class Kokoro:
-    """The ONNX graph with its per-token durations as a second output; one thread per call."""
+    """The ONNX graph with its per-token durations as a second output; one thread (corpora run two voices at once,
+    one process each)."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self) -> None:
         import onnx
         import onnxruntime as ort
 
@@ -90,7 +91,7 @@ class Kokoro:
         model = onnx.load_from_string(blob)
         model.graph.output.append(onnx.helper.make_tensor_value_info(_DURATIONS, onnx.TensorProto.INT64, None))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
 
